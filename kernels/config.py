@@ -1,0 +1,102 @@
+"""Kernel knobs (Config) and the rules that say which combinations cannot run."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+D_LATENT = 512  # V dims, the cache's first 512
+D_ROPE = 64
+D_QK = D_LATENT + D_ROPE  # 576
+FP8_LAYOUT_BYTES = 656  # FlashMLA fp8 token: 512 e4m3 + 4 fp32 scales + 64 bf16
+
+# Register file per SM thread budget used by the estimate below.
+MAX_REGS_PER_THREAD = 255
+
+
+@dataclass(frozen=True)
+class Config:
+    """One kernel variant. num_splits=0 sizes the split count from batch, seqlen and SM count."""
+
+    block_n: int = 64  # KV tokens per tile
+    block_h: int = 64  # query rows (heads x s_q) per program
+    num_splits: int = 0  # KV splits per sequence; 0 = auto
+    num_warps: int = 8
+    num_stages: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; expected a subset of {sorted(names)}")
+        vals = {}
+        for k, v in d.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"config key {k!r} must be an integer, got {v!r}")
+            vals[k] = v
+        return cls(**vals)
+
+    def key(self) -> str:
+        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}".format(**asdict(self))
+
+
+def _pow2(x: int) -> bool:
+    return x > 0 and x & (x - 1) == 0
+
+
+def kv_bytes_per_elem(kv_format: str) -> int:
+    return 2 if kv_format == "bf16" else 1
+
+
+def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
+    """Bytes of shared memory: pipelined KV tiles (as bf16 after dequant) plus q and P."""
+    tile = cfg.block_n * D_QK * 2
+    staged = cfg.num_stages * cfg.block_n * D_QK * kv_bytes_per_elem(kv_format)
+    return staged + (tile if kv_format != "bf16" else 0) + cfg.block_h * D_QK * 2 + cfg.block_h * cfg.block_n * 2
+
+
+def regs_estimate(cfg: Config) -> int:
+    """Rough 32-bit registers per thread for the fp32 accumulator and the score tile."""
+    threads = cfg.num_warps * 32
+    acc = cfg.block_h * D_LATENT
+    scores = 2 * cfg.block_h * cfg.block_n
+    return math.ceil((acc + scores) / threads)
+
+
+def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = None) -> list[str]:
+    """Reasons this config cannot run; an empty list means valid."""
+    bad = []
+    if not (_pow2(cfg.block_n) and 16 <= cfg.block_n <= 256):
+        bad.append(f"block_n={cfg.block_n}: must be a power of two in [16, 256] (tl.dot needs >= 16)")
+    if not (_pow2(cfg.block_h) and 16 <= cfg.block_h <= 128):
+        bad.append(f"block_h={cfg.block_h}: must be a power of two in [16, 128] (tl.dot needs >= 16)")
+    if not (0 <= cfg.num_splits <= 256):
+        bad.append(f"num_splits={cfg.num_splits}: must be in [0, 256] (0 = auto)")
+    if cfg.num_warps not in (1, 2, 4, 8, 16):
+        bad.append(f"num_warps={cfg.num_warps}: must be 1, 2, 4, 8 or 16")
+    if not (1 <= cfg.num_stages <= 6):
+        bad.append(f"num_stages={cfg.num_stages}: must be in [1, 6]")
+    if bad:
+        return bad
+    regs = regs_estimate(cfg)
+    if regs > MAX_REGS_PER_THREAD:
+        bad.append(
+            f"registers: accumulator and scores need ~{regs} per thread with {cfg.num_warps} warps "
+            f"(limit {MAX_REGS_PER_THREAD}); use more warps or a smaller block_h/block_n"
+        )
+    if smem_limit is not None:
+        smem = smem_estimate(cfg, kv_format)
+        if smem > smem_limit:
+            bad.append(f"shared memory: ~{smem} bytes needed, device allows {smem_limit}; lower num_stages or block_n")
+    return bad
+
+
+def auto_splits(batch: int, row_groups: int, max_seqlen: int, num_sms: int, block_n: int) -> int:
+    """Split count that fills about two waves of SMs without splits shorter than 4 tiles."""
+    programs = max(1, batch * row_groups)
+    want = math.ceil(2 * num_sms / programs)
+    cap = max(1, math.ceil(max_seqlen / (4 * block_n)))
+    return int(max(1, min(want, cap, 64)))

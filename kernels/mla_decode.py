@@ -1,0 +1,341 @@
+"""Split-KV MLA decode in Triton: the two kernels, input checks, and the launcher."""
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
+
+KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
+_FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
+LN2 = math.log(2.0)
+LOG2E = 1.0 / LN2
+
+
+@triton.jit
+def _split_kernel(
+    Q, KV, KR, KS, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
+    scale_log2,
+    num_splits,
+    stride_qb, stride_qs, stride_qh,
+    stride_kb, stride_kt, stride_rb, stride_rt, stride_sb, stride_st,
+    stride_btb,
+    stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+    stride_ob, stride_os, stride_oh,
+    stride_lb, stride_lh,
+    H: tl.constexpr, S_Q: tl.constexpr, PAGE: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
+    ONE_SPLIT: tl.constexpr, CAUSAL: tl.constexpr, KV_FORMAT: tl.constexpr,
+    DV: tl.constexpr, DR: tl.constexpr,
+):
+    pid_h = tl.program_id(0)
+    split = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    dtype = Q.dtype.element_ty
+
+    rows = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)  # row = s * H + h
+    row_ok = rows < H * S_Q
+    s_idx = rows // H
+    h_idx = rows % H
+    dv = tl.arange(0, DV)
+    dr = tl.arange(0, DR)
+
+    q_off = b * stride_qb + s_idx.to(tl.int64) * stride_qs + h_idx.to(tl.int64) * stride_qh
+    q = tl.load(Q + q_off[:, None] + dv[None, :], mask=row_ok[:, None], other=0.0)
+    qr = tl.load(Q + q_off[:, None] + DV + dr[None, :], mask=row_ok[:, None], other=0.0)
+
+    seqlen = tl.load(SEQ + b)
+    split_len = tl.cdiv(tl.cdiv(seqlen, num_splits), BLOCK_N) * BLOCK_N
+    start = split * split_len
+    end = tl.minimum(start + split_len, seqlen)
+    # causal: query s sees keys t < seqlen - S_Q + 1 + s
+    limit = seqlen - S_Q + 1 + s_idx
+
+    qk_scale = scale_log2
+    if KV_FORMAT == 1:
+        qk_scale = qk_scale * tl.load(KSCALE)
+
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, DV], tl.float32)
+
+    for t0 in range(start, end, BLOCK_N):
+        t = t0 + tl.arange(0, BLOCK_N)
+        t_ok = t < end
+        if PAGE >= BLOCK_N:
+            blk = tl.load(BT + b * stride_btb + t0 // PAGE).to(tl.int64)
+        else:
+            blk = tl.load(BT + b * stride_btb + t // PAGE, mask=t_ok, other=0).to(tl.int64)
+        slot = (t % PAGE).to(tl.int64)
+        k_off = blk * stride_kb + slot * stride_kt
+        r_off = blk * stride_rb + slot * stride_rt
+        kn = tl.load(KV + k_off[:, None] + dv[None, :], mask=t_ok[:, None], other=0.0)
+        kr = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0)
+        if KV_FORMAT == 2:
+            s_off = blk * stride_sb + slot * stride_st
+            sc = tl.load(KS + s_off[:, None] + tl.arange(0, 4)[None, :], mask=t_ok[:, None], other=0.0)
+            kn = tl.reshape(tl.reshape(kn.to(tl.float32), (BLOCK_N, 4, DV // 4)) * sc[:, :, None], (BLOCK_N, DV))
+        kn = kn.to(dtype)
+        kr = kr.to(dtype)
+
+        qk = tl.dot(q, tl.trans(kn))
+        qk = tl.dot(qr, tl.trans(kr), qk)
+        s = qk * qk_scale
+        keep = t_ok[None, :]
+        if CAUSAL:
+            keep = keep & (t[None, :] < limit[:, None])
+        s = tl.where(keep, s, float("-inf"))
+
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(dtype), kn, acc)
+        m_i = m_new
+
+    empty = l_i == 0.0
+    o = acc / tl.where(empty, 1.0, l_i)[:, None]
+    if KV_FORMAT == 1:
+        o = o * tl.load(KSCALE)
+    lse2 = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
+    if ONE_SPLIT:
+        o_off = b * stride_ob + s_idx.to(tl.int64) * stride_os + h_idx.to(tl.int64) * stride_oh
+        tl.store(OUT + o_off[:, None] + dv[None, :], o.to(OUT.dtype.element_ty), mask=row_ok[:, None])
+        lse = tl.where(empty, float("inf"), lse2 * 0.6931471805599453)
+        tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=row_ok)
+    else:
+        p_off = b * stride_opb + rows.to(tl.int64) * stride_opr + split * stride_ops
+        tl.store(OP + p_off[:, None] + dv[None, :], o, mask=row_ok[:, None])
+        tl.store(LP + b * stride_lpb + rows.to(tl.int64) * stride_lpr + split, lse2, mask=row_ok)
+
+
+@triton.jit
+def _combine_kernel(
+    OP, LP, OUT, LSE,
+    num_splits,
+    stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+    stride_ob, stride_os, stride_oh,
+    stride_lb, stride_lh,
+    H: tl.constexpr, BLOCK_S: tl.constexpr, DV: tl.constexpr,
+):
+    r = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    s_idx = r // H
+    h_idx = r % H
+    sp = tl.arange(0, BLOCK_S)
+    ok = sp < num_splits
+    dv = tl.arange(0, DV)
+    lse2 = tl.load(LP + b * stride_lpb + r * stride_lpr + sp, mask=ok, other=float("-inf"))
+    m = tl.max(lse2, 0)
+    m_use = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse2 - m_use)
+    live = ok & (w > 0.0)
+    o = tl.load(OP + b * stride_opb + r * stride_opr + sp[:, None] * stride_ops + dv[None, :], mask=live[:, None], other=0.0)
+    denom = tl.sum(w, 0)
+    out = tl.sum(tl.where(live[:, None], w[:, None] * o, 0.0), 0) / tl.where(denom == 0.0, 1.0, denom)
+    tl.store(OUT + b * stride_ob + s_idx * stride_os + h_idx * stride_oh + dv, out.to(OUT.dtype.element_ty))
+    lse = tl.where(denom == 0.0, float("inf"), (m_use + tl.log2(tl.where(denom == 0.0, 1.0, denom))) * 0.6931471805599453)
+    tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse)
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+if interpreted():
+    from .interp import patch_interpreter_dot
+
+    patch_interpreter_dot()
+
+
+@functools.lru_cache(maxsize=None)
+def num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4  # interpreter: a small pretend grid
+
+
+def kv_format_of(kv_cache: torch.Tensor, q_dtype: torch.dtype) -> str:
+    """Infer the KV format from the cache's dtype and last dim; raise ValueError if none fits."""
+    d = kv_cache.shape[-1]
+    if kv_cache.dtype == q_dtype:
+        if d != D_QK:
+            raise ValueError(f"kv_cache last dim is {d}; a {q_dtype} cache needs {D_QK} (512 latent + 64 rope)")
+        return "bf16"
+    if kv_cache.dtype == torch.float8_e4m3fn:
+        if d != D_QK:
+            raise ValueError(f"kv_cache last dim is {d}; a per-tensor fp8 cache needs {D_QK}")
+        return "fp8"
+    if kv_cache.dtype == torch.uint8:
+        if d != FP8_LAYOUT_BYTES:
+            raise ValueError(f"kv_cache last dim is {d}; FlashMLA's fp8 layout (uint8) needs {FP8_LAYOUT_BYTES} bytes")
+        return "fp8_flashmla"
+    raise ValueError(
+        f"kv_cache dtype {kv_cache.dtype} does not fit q dtype {q_dtype}: expected {q_dtype}, "
+        f"torch.float8_e4m3fn (per-tensor fp8 with k_scale) or torch.uint8 (FlashMLA fp8 layout, {FP8_LAYOUT_BYTES} bytes)"
+    )
+
+
+def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k_scale=None, causal=False):
+    """Validate shapes, dtypes, devices and layout without touching tensor values. Returns the KV format."""
+    for name, t in (("q", q), ("kv_cache", kv_cache), ("block_table", block_table), ("cache_seqlens", cache_seqlens)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if q.dim() != 4:
+        raise ValueError(f"q must be 4-D [batch, s_q, h_q, {D_QK}], got shape {tuple(q.shape)}")
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"q dtype must be bfloat16 or float16, got {q.dtype}")
+    if q.shape[-1] != D_QK:
+        raise ValueError(f"q last dim must be {D_QK} (512 latent + 64 rope), got {q.shape[-1]}")
+    if q.stride(-1) != 1:
+        raise ValueError("q must be contiguous in its last dim")
+    batch, s_q, h_q, _ = q.shape
+    if batch == 0 or s_q == 0 or h_q == 0:
+        raise ValueError(f"q has an empty dim: shape {tuple(q.shape)}")
+    if head_dim_v != D_LATENT:
+        raise ValueError(f"head_dim_v must be {D_LATENT}, got {head_dim_v}")
+    if kv_cache.dim() != 4 or kv_cache.shape[2] != 1:
+        raise ValueError(f"kv_cache must be [num_blocks, page_size, 1, {D_QK}], got shape {tuple(kv_cache.shape)}")
+    fmt = kv_format_of(kv_cache, q.dtype)
+    page = kv_cache.shape[1]
+    if page < 1 or page > 256 or page & (page - 1):
+        raise ValueError(f"page size (kv_cache dim 1) must be a power of two from 1 to 256, got {page}")
+    if not kv_cache.is_contiguous():
+        raise ValueError("kv_cache must be contiguous")
+    if fmt == "fp8":
+        if k_scale is None:
+            raise ValueError("a float8_e4m3fn kv_cache needs k_scale (its per-tensor dequant scale)")
+        if isinstance(k_scale, torch.Tensor) and (k_scale.numel() != 1 or k_scale.dtype != torch.float32):
+            raise ValueError(f"k_scale must be one float32 element, got {k_scale.numel()} x {k_scale.dtype}")
+    elif k_scale is not None:
+        raise ValueError(f"k_scale is only for a per-tensor fp8 cache, not for {fmt}")
+    if block_table.dtype != torch.int32 or block_table.dim() != 2:
+        raise ValueError(f"block_table must be 2-D int32 [batch, max_blocks], got {block_table.dtype} {tuple(block_table.shape)}")
+    if block_table.shape[0] != batch:
+        raise ValueError(f"block_table has {block_table.shape[0]} rows but q has batch {batch}")
+    if block_table.stride(-1) != 1:
+        raise ValueError("block_table must be contiguous in its last dim")
+    if cache_seqlens.dtype != torch.int32 or tuple(cache_seqlens.shape) != (batch,):
+        raise ValueError(f"cache_seqlens must be int32 of shape ({batch},), got {cache_seqlens.dtype} {tuple(cache_seqlens.shape)}")
+    if not cache_seqlens.is_contiguous():
+        raise ValueError("cache_seqlens must be contiguous")
+    devs = {t.device for t in (q, kv_cache, block_table, cache_seqlens)}
+    if len(devs) != 1:
+        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devs))}")
+    dev = q.device
+    if dev.type == "cpu" and not interpreted():
+        raise ValueError("CPU tensors run only through the Triton interpreter: set TRITON_INTERPRET=1")
+    return fmt
+
+
+def check_seqlens(cache_seqlens, block_table, page_size):
+    """Value checks (one host sync): seqlens non-negative and covered by the block table."""
+    lo, hi = (int(v) for v in torch.stack([cache_seqlens.min(), cache_seqlens.max()]).tolist())
+    cap = block_table.shape[1] * page_size
+    if lo < 0:
+        raise ValueError(f"cache_seqlens has a negative entry ({lo})")
+    if hi > cap:
+        raise ValueError(f"cache_seqlens max {hi} exceeds what the block table covers ({block_table.shape[1]} blocks x page {page_size} = {cap})")
+    return hi
+
+
+def default_config(h_q: int, s_q: int) -> Config:
+    """Heuristic config used when no tuned table applies."""
+    rows = h_q * s_q
+    block_h = 64 if rows >= 64 else max(16, triton.next_power_of_2(rows))
+    return Config(block_n=32 if block_h >= 64 else 64, block_h=block_h, num_splits=0, num_warps=8 if block_h >= 64 else 4, num_stages=2)
+
+
+def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: torch.device) -> int:
+    if cfg.num_splits:
+        return cfg.num_splits
+    return auto_splits(batch, triton.cdiv(rows, cfg.block_h), max_seqlen, num_sms(device), cfg.block_n)
+
+
+def kv_views(kv_cache: torch.Tensor, fmt: str):
+    """(main, rope, scales) views of the cache and their (block, token) strides, in elements."""
+    if fmt != "fp8_flashmla":
+        main = kv_cache
+        rope = kv_cache[..., D_LATENT:]
+        scales = kv_cache
+    else:
+        main = kv_cache.view(torch.float8_e4m3fn)[..., :D_LATENT]
+        scales = kv_cache.view(torch.float32)[..., D_LATENT // 4 : D_LATENT // 4 + 4]
+        rope = kv_cache.view(torch.bfloat16)[..., (D_LATENT + 16) // 2 :]
+    return main, rope, scales
+
+
+def alloc_partials(batch: int, rows: int, splits: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    op = torch.empty((batch, rows, splits, D_LATENT), dtype=torch.float32, device=device)
+    lp = torch.empty((batch, rows, splits), dtype=torch.float32, device=device)
+    return op, lp
+
+
+def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg: Config, splits: int,
+           fmt: str, k_scale=None, partials=None):
+    """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given."""
+    batch, s_q, h_q, _ = q.shape
+    rows = s_q * h_q
+    page = kv_cache.shape[1]
+    main, rope, scales = kv_views(kv_cache, fmt)
+    if partials is None and splits > 1:
+        partials = alloc_partials(batch, rows, splits, q.device)
+    op, lp = partials if splits > 1 else (out, lse)
+    if k_scale is None:
+        ks = lse  # unused pointer
+    else:
+        ks = k_scale
+    grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
+    _split_kernel[grid](
+        q, main, rope, scales, block_table, cache_seqlens, ks, op, lp, out, lse,
+        softmax_scale * LOG2E, splits,
+        q.stride(0), q.stride(1), q.stride(2),
+        main.stride(0), main.stride(1), rope.stride(0), rope.stride(1), scales.stride(0), scales.stride(1),
+        block_table.stride(0),
+        *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
+        out.stride(0), out.stride(1), out.stride(2),
+        lse.stride(0), lse.stride(1),
+        H=h_q, S_Q=s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
+        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt],
+        DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    if splits > 1:
+        _combine_kernel[(rows, batch)](
+            op, lp, out, lse, splits,
+            op.stride(0), op.stride(1), op.stride(2), lp.stride(0), lp.stride(1),
+            out.stride(0), out.stride(1), out.stride(2),
+            lse.stride(0), lse.stride(1),
+            H=h_q, BLOCK_S=max(2, triton.next_power_of_2(splits)), DV=D_LATENT, num_warps=4,
+        )
+    return out, lse
+
+
+def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, softmax_scale=None, causal=False,
+               config: Config | None = None, k_scale=None, validate=True):
+    """FlashMLA-style decode: returns (out [b, s_q, h_q, 512] in q.dtype, lse [b, h_q, s_q] fp32).
+
+    validate=True also checks seqlen values against the block table, which costs one host sync.
+    """
+    fmt = check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v, k_scale, causal)
+    batch, s_q, h_q, _ = q.shape
+    page = kv_cache.shape[1]
+    cfg = config or default_config(h_q, s_q)
+    bad = check_config(cfg, fmt)
+    if bad:
+        raise ValueError("invalid config " + cfg.key() + ": " + "; ".join(bad))
+    max_seqlen = check_seqlens(cache_seqlens, block_table, page) if validate else block_table.shape[1] * page
+    if softmax_scale is None:
+        softmax_scale = D_QK ** -0.5
+    if isinstance(k_scale, (int, float)):
+        k_scale = torch.tensor([float(k_scale)], dtype=torch.float32, device=q.device)
+    splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device)
+    out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
+    lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
+    return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale)
