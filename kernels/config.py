@@ -100,3 +100,15 @@ def auto_splits(batch: int, row_groups: int, max_seqlen: int, num_sms: int, bloc
     want = math.ceil(2 * num_sms / programs)
     cap = max(1, math.ceil(max_seqlen / (4 * block_n)))
     return int(max(1, min(want, cap, 64)))
+
+
+def source_hash() -> str:
+    """Short hash of the kernel package's source; tables record it to detect stale configs."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
