@@ -14,6 +14,7 @@ from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_split
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
 LN2 = math.log(2.0)
+LAST_COMPILED: dict = {}  # the last compiled split kernel, for register/spill reports
 LOG2E = 1.0 / LN2
 
 
@@ -21,14 +22,14 @@ LOG2E = 1.0 / LN2
 def _split_kernel(
     Q, KV, KR, KS, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
     scale_log2,
-    num_splits,
+    num_splits, split_len,
     stride_qb, stride_qs, stride_qh,
     stride_kb, stride_kt, stride_rb, stride_rt, stride_sb, stride_st,
     stride_btb,
     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
     stride_ob, stride_os, stride_oh,
     stride_lb, stride_lh,
-    H: tl.constexpr, S_Q: tl.constexpr, PAGE: tl.constexpr,
+    H, S_Q, PAGE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
     ONE_SPLIT: tl.constexpr, CAUSAL: tl.constexpr, KV_FORMAT: tl.constexpr,
     DV: tl.constexpr, DR: tl.constexpr,
@@ -50,9 +51,13 @@ def _split_kernel(
     qr = tl.load(Q + q_off[:, None] + DV + dr[None, :], mask=row_ok[:, None], other=0.0)
 
     seqlen = tl.load(SEQ + b)
-    split_len = tl.cdiv(tl.cdiv(seqlen, num_splits), BLOCK_N) * BLOCK_N
+    # Every split covers split_len tokens (sized from the max seqlen), so programs carry equal work
+    # however seqlens vary; the last split also takes any tail beyond num_splits * split_len.
     start = split * split_len
-    end = tl.minimum(start + split_len, seqlen)
+    end = tl.where(split == num_splits - 1, seqlen, tl.minimum(start + split_len, seqlen))
+    if not ONE_SPLIT:
+        if start >= seqlen:
+            return  # the combine skips splits past the sequence's end
     # causal: query s sees keys t < seqlen - S_Q + 1 + s
     limit = seqlen - S_Q + 1 + s_idx
 
@@ -118,19 +123,20 @@ def _split_kernel(
 
 @triton.jit
 def _combine_kernel(
-    OP, LP, OUT, LSE,
-    num_splits,
+    OP, LP, OUT, LSE, SEQ,
+    num_splits, split_len,
     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
     stride_ob, stride_os, stride_oh,
     stride_lb, stride_lh,
-    H: tl.constexpr, BLOCK_S: tl.constexpr, DV: tl.constexpr,
+    H, BLOCK_S: tl.constexpr, DV: tl.constexpr,
 ):
     r = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     s_idx = r // H
     h_idx = r % H
     sp = tl.arange(0, BLOCK_S)
-    ok = sp < num_splits
+    seqlen = tl.load(SEQ + b)
+    ok = (sp < num_splits) & (sp * split_len < seqlen)
     dv = tl.arange(0, DV)
     lse2 = tl.load(LP + b * stride_lpb + r * stride_lpr + sp, mask=ok, other=float("-inf"))
     m = tl.max(lse2, 0)
@@ -278,13 +284,21 @@ def alloc_partials(batch: int, rows: int, splits: int, device) -> tuple[torch.Te
     return op, lp
 
 
+def split_length(max_seqlen: int, splits: int, block_n: int) -> int:
+    """Tokens per split: max_seqlen over splits, rounded up to whole tiles."""
+    return max(1, triton.cdiv(triton.cdiv(max(max_seqlen, 1), splits), block_n)) * block_n
+
+
 def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg: Config, splits: int,
-           fmt: str, k_scale=None, partials=None):
-    """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given."""
+           fmt: str, k_scale=None, partials=None, max_seqlen=None):
+    """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given.
+    max_seqlen sizes the splits (default: what the block table covers); an underestimate stays
+    correct, as the last split takes the rest."""
     batch, s_q, h_q, _ = q.shape
     rows = s_q * h_q
     page = kv_cache.shape[1]
     main, rope, scales = kv_views(kv_cache, fmt)
+    split_len = split_length(block_table.shape[1] * page if max_seqlen is None else max_seqlen, splits, cfg.block_n)
     if partials is None and splits > 1:
         partials = alloc_partials(batch, rows, splits, q.device)
     op, lp = partials if splits > 1 else (out, lse)
@@ -293,26 +307,26 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     else:
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
-    _split_kernel[grid](
+    LAST_COMPILED["split"] = _split_kernel[grid](
         q, main, rope, scales, block_table, cache_seqlens, ks, op, lp, out, lse,
-        softmax_scale * LOG2E, splits,
+        softmax_scale * LOG2E, splits, split_len,
         q.stride(0), q.stride(1), q.stride(2),
         main.stride(0), main.stride(1), rope.stride(0), rope.stride(1), scales.stride(0), scales.stride(1),
         block_table.stride(0),
         *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
         out.stride(0), out.stride(1), out.stride(2),
         lse.stride(0), lse.stride(1),
-        H=h_q, S_Q=s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
+        h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
         ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt],
         DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if splits > 1:
         _combine_kernel[(rows, batch)](
-            op, lp, out, lse, splits,
+            op, lp, out, lse, cache_seqlens, splits, split_len,
             op.stride(0), op.stride(1), op.stride(2), lp.stride(0), lp.stride(1),
             out.stride(0), out.stride(1), out.stride(2),
             lse.stride(0), lse.stride(1),
-            H=h_q, BLOCK_S=max(2, triton.next_power_of_2(splits)), DV=D_LATENT, num_warps=4,
+            h_q, BLOCK_S=max(2, triton.next_power_of_2(splits)), DV=D_LATENT, num_warps=4,
         )
     return out, lse
 
@@ -338,4 +352,5 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
     splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device)
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
-    return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale)
+    return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale,
+                  max_seqlen=max_seqlen)

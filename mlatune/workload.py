@@ -70,7 +70,7 @@ def make_inputs(w: Workload, device="cpu", seed: int = 0, dtype=torch.bfloat16, 
     sl = draw_seqlens(w, gen) if seqlens is None else seqlens.to(torch.int32).cpu()
     page = w.page_size
     pages_per = [max(1, -(-int(x) // page)) for x in sl]
-    max_blocks = max(pages_per)
+    max_blocks = -(-max(pages_per) // 16) * 16  # padded width, as serving systems allocate
     total = sum(pages_per)
     perm = torch.randperm(total, generator=gen).to(torch.int32)
     bt = torch.zeros(w.batch, max_blocks, dtype=torch.int32)
