@@ -22,6 +22,7 @@ class Config:
     num_splits: int = 0  # KV splits per sequence; 0 = auto
     num_warps: int = 8
     num_stages: int = 2
+    trans: int = 0  # 1: compute S^T = K Q^T (KV tile on the MMA's M axis)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +41,7 @@ class Config:
         return cls(**vals)
 
     def key(self) -> str:
-        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}".format(**asdict(self))
+        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}".format(**asdict(self))
 
 
 def _pow2(x: int) -> bool:
@@ -79,6 +80,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"num_warps={cfg.num_warps}: must be 1, 2, 4, 8 or 16")
     if not (1 <= cfg.num_stages <= 6):
         bad.append(f"num_stages={cfg.num_stages}: must be in [1, 6]")
+    if cfg.trans not in (0, 1):
+        bad.append(f"trans={cfg.trans}: must be 0 or 1")
     if bad:
         return bad
     regs = regs_estimate(cfg)

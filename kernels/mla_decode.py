@@ -31,7 +31,7 @@ def _split_kernel(
     stride_lb, stride_lh,
     H, S_Q, PAGE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-    ONE_SPLIT: tl.constexpr, CAUSAL: tl.constexpr, KV_FORMAT: tl.constexpr,
+    ONE_SPLIT: tl.constexpr, CAUSAL: tl.constexpr, KV_FORMAT: tl.constexpr, TRANS: tl.constexpr,
     DV: tl.constexpr, DR: tl.constexpr,
 ):
     pid_h = tl.program_id(0)
@@ -67,7 +67,14 @@ def _split_kernel(
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
-    acc = tl.zeros([BLOCK_H, DV], tl.float32)
+    if TRANS:
+        # Transposed form: S^T = K Q^T puts the KV tile on the MMA's M axis, so 8 warps
+        # split BLOCK_N rows instead of duplicating a 64-row head block (Triton's chained-dot layout).
+        acc = tl.zeros([DV, BLOCK_H], tl.float32)
+        qt = tl.trans(q)
+        qrt = tl.trans(qr)
+    else:
+        acc = tl.zeros([BLOCK_H, DV], tl.float32)
 
     for t0 in range(start, end, BLOCK_N):
         t = t0 + tl.arange(0, BLOCK_N)
@@ -88,23 +95,40 @@ def _split_kernel(
         kn = kn.to(dtype)
         kr = kr.to(dtype)
 
-        qk = tl.dot(q, tl.trans(kn))
-        qk = tl.dot(qr, tl.trans(kr), qk)
-        s = qk * qk_scale
-        keep = t_ok[None, :]
-        if CAUSAL:
-            keep = keep & (t[None, :] < limit[:, None])
-        s = tl.where(keep, s, float("-inf"))
-
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None]
-        acc = tl.dot(p.to(dtype), kn, acc)
+        if TRANS:
+            st = tl.dot(kn, qt)
+            st = tl.dot(kr, qrt, st)
+            s = st * qk_scale  # [BLOCK_N, BLOCK_H]
+            keep = t_ok[:, None]
+            if CAUSAL:
+                keep = keep & (t[:, None] < limit[None, :])
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 0))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_use)
+            p = tl.exp2(s - m_use[None, :])
+            l_i = l_i * alpha + tl.sum(p, 0)
+            acc = acc * alpha[None, :]
+            acc = tl.dot(tl.trans(kn), p.to(dtype), acc)
+        else:
+            qk = tl.dot(q, tl.trans(kn))
+            qk = tl.dot(qr, tl.trans(kr), qk)
+            s = qk * qk_scale  # [BLOCK_H, BLOCK_N]
+            keep = t_ok[None, :]
+            if CAUSAL:
+                keep = keep & (t[None, :] < limit[:, None])
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_use)
+            p = tl.exp2(s - m_use[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            acc = acc * alpha[:, None]
+            acc = tl.dot(p.to(dtype), kn, acc)
         m_i = m_new
 
+    if TRANS:
+        acc = tl.trans(acc)
     empty = l_i == 0.0
     o = acc / tl.where(empty, 1.0, l_i)[:, None]
     if KV_FORMAT == 1:
@@ -317,7 +341,7 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
         out.stride(0), out.stride(1), out.stride(2),
         lse.stride(0), lse.stride(1),
         h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
-        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt],
+        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt], TRANS=bool(cfg.trans),
         DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if splits > 1:
