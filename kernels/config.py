@@ -23,6 +23,7 @@ class Config:
     num_warps: int = 8
     num_stages: int = 2
     trans: int = 0  # 1: compute S^T = K Q^T (KV tile on the MMA's M axis)
+    qk_fp8: int = 0  # 1: quantize q to e4m3 per row and run QK^T on fp8 tensor cores (fp8 cache only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +42,7 @@ class Config:
         return cls(**vals)
 
     def key(self) -> str:
-        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}".format(**asdict(self))
+        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}_f{qk_fp8}".format(**asdict(self))
 
 
 def _pow2(x: int) -> bool:
@@ -82,6 +83,10 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"num_stages={cfg.num_stages}: must be in [1, 6]")
     if cfg.trans not in (0, 1):
         bad.append(f"trans={cfg.trans}: must be 0 or 1")
+    if cfg.qk_fp8 not in (0, 1):
+        bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
+    elif cfg.qk_fp8 and kv_format != "fp8":
+        bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
     if bad:
         return bad
     regs = regs_estimate(cfg)

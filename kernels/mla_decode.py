@@ -32,6 +32,7 @@ def _split_kernel(
     H, S_Q, PAGE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
     ONE_SPLIT: tl.constexpr, CAUSAL: tl.constexpr, KV_FORMAT: tl.constexpr, TRANS: tl.constexpr,
+    QK_FP8: tl.constexpr,
     DV: tl.constexpr, DR: tl.constexpr,
 ):
     pid_h = tl.program_id(0)
@@ -65,6 +66,13 @@ def _split_kernel(
     if KV_FORMAT == 1:
         qk_scale = qk_scale * tl.load(KSCALE)
 
+    if QK_FP8:
+        # q to e4m3 with one scale per row (token, head); QK^T then runs on fp8 tensor cores.
+        amax = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), 1), tl.max(tl.abs(qr.to(tl.float32)), 1))
+        q_scale = tl.maximum(amax, 1e-12) / 448.0
+        q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+        qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
     if TRANS:
@@ -92,13 +100,20 @@ def _split_kernel(
             s_off = blk * stride_sb + slot * stride_st
             sc = tl.load(KS + s_off[:, None] + tl.arange(0, 4)[None, :], mask=t_ok[:, None], other=0.0)
             kn = tl.reshape(tl.reshape(kn.to(tl.float32), (BLOCK_N, 4, DV // 4)) * sc[:, :, None], (BLOCK_N, DV))
+        if QK_FP8:
+            kq = kn
+            krq = kr
+        else:
+            kq = kn.to(dtype)
+            krq = kr.to(dtype)
         kn = kn.to(dtype)
-        kr = kr.to(dtype)
 
         if TRANS:
-            st = tl.dot(kn, qt)
-            st = tl.dot(kr, qrt, st)
+            st = tl.dot(kq, qt)
+            st = tl.dot(krq, qrt, st)
             s = st * qk_scale  # [BLOCK_N, BLOCK_H]
+            if QK_FP8:
+                s = s * q_scale[None, :]
             keep = t_ok[:, None]
             if CAUSAL:
                 keep = keep & (t[:, None] < limit[None, :])
@@ -111,9 +126,11 @@ def _split_kernel(
             acc = acc * alpha[None, :]
             acc = tl.dot(tl.trans(kn), p.to(dtype), acc)
         else:
-            qk = tl.dot(q, tl.trans(kn))
-            qk = tl.dot(qr, tl.trans(kr), qk)
+            qk = tl.dot(q, tl.trans(kq))
+            qk = tl.dot(qr, tl.trans(krq), qk)
             s = qk * qk_scale  # [BLOCK_H, BLOCK_N]
+            if QK_FP8:
+                s = s * q_scale[:, None]
             keep = t_ok[None, :]
             if CAUSAL:
                 keep = keep & (t[None, :] < limit[:, None])
@@ -341,7 +358,7 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
         out.stride(0), out.stride(1), out.stride(2),
         lse.stride(0), lse.stride(1),
         h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
-        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt], TRANS=bool(cfg.trans),
+        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt], TRANS=bool(cfg.trans), QK_FP8=bool(cfg.qk_fp8),
         DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     if splits > 1:
