@@ -273,7 +273,7 @@ def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k
         raise ValueError(f"cache_seqlens must be int32 of shape ({batch},), got {cache_seqlens.dtype} {tuple(cache_seqlens.shape)}")
     if not cache_seqlens.is_contiguous():
         raise ValueError("cache_seqlens must be contiguous")
-    devs = {t.device for t in (q, kv_cache, block_table, cache_seqlens)}
+    devs = {t.device for t in (q, kv_cache, block_table, cache_seqlens, k_scale) if isinstance(t, torch.Tensor)}
     if len(devs) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devs))}")
     dev = q.device

@@ -26,20 +26,26 @@ def anchor_rows(path: Path = ANCHORS) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def anchor_workload(row: dict) -> Workload:
+def anchor_workload(row: dict, kv_format: str = "bf16") -> Workload:
     return Workload(batch=int(row["batch"]), seqlen=int(row["seqlen_k"]), h_q=int(row["h_q"]), s_q=int(row["s_q"]),
-                    kv_format="bf16", page_size=64, dist="normal" if row["varlen"] == "1" else "fixed", causal=True)
+                    kv_format=kv_format, page_size=64, dist="normal" if row["varlen"] == "1" else "fixed", causal=True)
 
 
-def grid_configs(rows: int, block_n=(32, 64), block_h=(16, 32, 64), splits=(0, 1, 2, 4, 8), warps=(4, 8), stages=(1, 2)):
+DEFAULT_GRID = dict(block_n=[32, 64], block_h=[16, 32, 64], num_splits=[0, 1, 2, 4, 8], num_warps=[4, 8],
+                    num_stages=[1, 2], trans=[0], qk_fp8=[0])
+
+
+def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
     """Configs worth timing for h_q*s_q = rows (block_h no larger than needed)."""
+    g = dict(DEFAULT_GRID, **(grid or {}))
     cap = max(16, 1 << math.ceil(math.log2(rows)))
+    names = list(g)
     out = []
-    for n, h, s, w, st in itertools.product(block_n, block_h, splits, warps, stages):
-        if h > cap:
+    for vals in itertools.product(*(g[n] for n in names)):
+        c = Config(**dict(zip(names, vals)))
+        if c.block_h > cap:
             continue
-        c = Config(n, h, s, w, st)
-        if not check_config(c, "bf16", smem_limit=232448):
+        if not check_config(c, kv_format, smem_limit=232448):
             out.append(c)
     return out
 
@@ -125,6 +131,8 @@ def main():
     ap.add_argument("--shapes", default="", help="filter: comma list of h_q:s_q:seqlen:varlen, empty = all")
     ap.add_argument("--jobs", type=int, default=16, help="parallel compile processes")
     ap.add_argument("--configs", default="", help="JSON list of config dicts; default: the exploration grid")
+    ap.add_argument("--grid", default="", help="JSON dict of knob lists overriding DEFAULT_GRID")
+    ap.add_argument("--kv-format", default="bf16", choices=["bf16", "fp8", "fp8_flashmla"])
     ap.add_argument("--tag", default="explore")
     a = ap.parse_args()
     rows = anchor_rows()
@@ -133,8 +141,9 @@ def main():
         rows = [r for r in rows if f"{r['h_q']}:{r['s_q']}:{r['seqlen_k']}:{r['varlen']}" in keep]
     plan = []
     for r in rows:
-        w = anchor_workload(r)
-        cfgs = [Config(**d) for d in json.loads(a.configs)] if a.configs else grid_configs(w.h_q * w.s_q)
+        w = anchor_workload(r, a.kv_format)
+        grid = json.loads(a.grid) if a.grid else None
+        cfgs = [Config(**d) for d in json.loads(a.configs)] if a.configs else grid_configs(w.h_q * w.s_q, w.kv_format, grid)
         plan.append((r, w, cfgs))
     fam = {}
     for _, w, cfgs in plan:
@@ -161,7 +170,8 @@ def main():
         if best:
             print(f"{w.key():40s} best {best['time_us']:8.1f}us {best['gbps']:6.0f}GB/s {best['tflops']:6.1f}TF "
                   f"flashmla {fm_us:7.1f} ratio {best['ratio']:.2f} cfg n{best['block_n']} h{best['block_h']} "
-                  f"s{best['num_splits']}({best['splits']}) w{best['num_warps']} st{best['num_stages']} bad {bad}", flush=True)
+                  f"s{best['num_splits']}({best['splits']}) w{best['num_warps']} st{best['num_stages']} t{best['trans']} "
+                  f"f{best['qk_fp8']} bad {bad}", flush=True)
         else:
             print(f"{w.key():40s} no valid config ({bad} bad)", flush=True)
     keys = sorted({k for x in all_rows for k in x})

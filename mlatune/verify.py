@@ -1,0 +1,134 @@
+"""The verification gate: run a config on poisoned outputs and compare it with the fp32 reference."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .kernels.config import D_LATENT, D_QK, Config
+from .kernels.reference import mla_decode_ref
+from .workload import Workload, make_inputs
+
+OUT_REL_TOL = 2e-2  # relative L2 error of out vs the fp32 reference, bf16/fp16 outputs
+LSE_TOL = 1e-3  # per element: |lse - ref| <= LSE_TOL * max(1, |ref|), finite entries
+
+
+@dataclass
+class Check:
+    ok: bool
+    err_rel: float
+    err_lse: float
+    reason: str = ""
+
+
+def device_inputs(w: Workload, device: str = "cpu", seed: int = 0) -> dict:
+    """make_inputs, but on a GPU the big tensors are drawn there (much faster than on the host)."""
+    if not str(device).startswith("cuda"):
+        return make_inputs(w, device=device, seed=seed)
+    from .kernels.fp8 import dequantize, quantize_flashmla, quantize_per_tensor
+    from .workload import draw_seqlens
+
+    gen = torch.Generator().manual_seed(seed)
+    sl = draw_seqlens(w, gen)
+    pages_per = [max(1, -(-int(x) // w.page_size)) for x in sl]
+    total = sum(pages_per)
+    perm = torch.randperm(total, generator=gen).to(torch.int32)
+    bt = torch.zeros(w.batch, -(-max(pages_per) // 16) * 16, dtype=torch.int32)  # padded, as make_inputs
+    at = 0
+    for b, n in enumerate(pages_per):
+        bt[b, :n] = perm[at : at + n]
+        at += n
+    g = torch.Generator(device=device).manual_seed(seed)
+    kv = torch.randn(total, w.page_size, 1, D_QK, generator=g, device=device, dtype=torch.bfloat16)
+    q = torch.randn(w.batch, w.s_q, w.h_q, D_QK, generator=g, device=device, dtype=torch.bfloat16)
+    k_scale, kv_orig = None, kv
+    if w.kv_format == "fp8":
+        kv, k_scale = quantize_per_tensor(kv)
+    elif w.kv_format == "fp8_flashmla":
+        kv = quantize_flashmla(kv)
+    kv_ref = kv_orig if w.kv_format == "bf16" else dequantize(kv, k_scale)
+    return dict(q=q, kv_cache=kv, block_table=bt.to(device), cache_seqlens=sl.to(device), k_scale=k_scale,
+                kv_ref=kv_ref, kv_orig=kv_orig)
+
+
+def reference(inputs: dict, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 (out, lse) on the inputs' device."""
+    return mla_decode_ref(inputs["q"], inputs["kv_ref"], inputs["block_table"], inputs["cache_seqlens"], causal=causal)
+
+
+def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse: torch.Tensor) -> Check:
+    """Gate a kernel's (out, lse) against the reference; never raises on bad values."""
+    o = out.float()
+    nan_out = int(torch.isnan(o).sum())
+    nan_lse = int(torch.isnan(lse).sum())
+    diff = (o - ref_out).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    ref_norm = float(ref_out.norm())
+    err_rel = float(diff.norm()) / ref_norm if ref_norm > 0 else float(diff.norm())
+    fin = torch.isfinite(ref_lse) & torch.isfinite(lse)
+    lse_diff = (lse - ref_lse).abs()[fin]
+    err_lse = float(lse_diff.max()) if lse_diff.numel() else 0.0
+    lse_bad = int((lse_diff > LSE_TOL * ref_lse[fin].abs().clamp_min(1.0)).sum()) if lse_diff.numel() else 0
+    ref_inf = torch.isinf(ref_lse)
+    inf_mismatch = int(((ref_inf & ~torch.isnan(lse) & (lse != ref_lse)) | (~ref_inf & torch.isinf(lse))).sum())
+    reasons = []
+    if nan_out:
+        reasons.append(f"{nan_out} of {o.numel()} out values NaN (unwritten poison or computed NaN)")
+    if nan_lse:
+        reasons.append(f"{nan_lse} of {lse.numel()} lse values NaN (unwritten poison or computed NaN)")
+    if int(torch.isinf(o).sum()):
+        reasons.append(f"{int(torch.isinf(o).sum())} out values infinite")
+    if not math.isfinite(err_rel) or err_rel > OUT_REL_TOL:
+        reasons.append(f"out relative L2 error {err_rel:.3g} > {OUT_REL_TOL:g}")
+    if lse_bad:
+        reasons.append(f"lse off by up to {err_lse:.3g} at {lse_bad} entries (tol {LSE_TOL:g}*max(1,|lse|))")
+    if inf_mismatch:
+        reasons.append(f"lse inf positions differ from the reference at {inf_mismatch} entries")
+    if nan_out or nan_lse:
+        err_rel = float("nan") if nan_out else err_rel
+    return Check(not reasons, err_rel, err_lse, "; ".join(reasons))
+
+
+def _accepts(f, name: str) -> bool:
+    import inspect
+
+    ps = inspect.signature(f).parameters
+    return name in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
+
+
+def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=None):
+    """(fn, out, lse): fn() enqueues cfg through runner.launch (mla_decode's launcher) with no host syncs,
+    so it can be captured in a CUDA graph; splits and partial buffers are resolved here, once."""
+    q = inputs["q"]
+    batch, s_q, h_q, _ = q.shape
+    kv, bt, sl, ks = inputs["kv_cache"], inputs["block_table"], inputs["cache_seqlens"], inputs["k_scale"]
+    fmt = runner.check_inputs(q, kv, bt, sl, k_scale=ks, causal=causal)
+    max_seqlen = max(1, int(sl.max()))
+    splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device)
+    if out is None:
+        out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
+    if lse is None:
+        lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
+    partials = None
+    if splits > 1 and hasattr(runner, "alloc_partials"):
+        partials = runner.alloc_partials(batch, s_q * h_q, splits, q.device)
+
+    extra = {"max_seqlen": max_seqlen} if _accepts(runner.launch, "max_seqlen") else {}
+
+    def fn():
+        runner.launch(q, kv, bt, sl, out, lse, D_QK ** -0.5, causal, cfg, splits, fmt, ks, partials, **extra)
+
+    return fn, out, lse
+
+
+def verify_config(runner, inputs: dict, ref: tuple, cfg: Config, causal: bool) -> Check:
+    """Poison out/lse with NaN, run cfg, synchronize, and compare with ref (from reference())."""
+    q = inputs["q"]
+    batch, s_q, h_q, _ = q.shape
+    out = torch.full((batch, s_q, h_q, D_LATENT), float("nan"), dtype=q.dtype, device=q.device)
+    lse = torch.full((batch, h_q, s_q), float("nan"), dtype=torch.float32, device=q.device)
+    fn, out, lse = make_launch(runner, inputs, cfg, causal, out, lse)
+    fn()
+    if q.is_cuda:
+        torch.cuda.synchronize(q.device)
+    return compare(out, lse, *ref)
