@@ -111,12 +111,19 @@ def auto_splits(batch: int, row_groups: int, max_seqlen: int, num_sms: int, bloc
 
 
 def source_hash() -> str:
-    """Short hash of the kernel package's source; tables record it to detect stale configs."""
+    """Short hash of the code that decides results and speed: the Triton kernels, the launch geometry
+    and the knob rules. Input checks and docs can change without invalidating tuned tables."""
     import hashlib
-    from pathlib import Path
+    import importlib
+    import inspect
 
+    from . import fp8
+
+    md = importlib.import_module(__package__ + ".mla_decode")  # the module; the package re-exports a function of that name
+
+    parts = [md._split_kernel.fn, md._combine_kernel.fn, md.launch, md.split_length, md.resolve_splits, md.kv_views,
+             auto_splits, Config, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
+    for obj in parts:
+        h.update(inspect.getsource(obj).encode())
     return h.hexdigest()[:12]

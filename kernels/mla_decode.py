@@ -18,7 +18,7 @@ LAST_COMPILED: dict = {}  # the last compiled split kernel, for register/spill r
 LOG2E = 1.0 / LN2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _split_kernel(
     Q, KV, KR, KS, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
     scale_log2,
@@ -162,7 +162,7 @@ def _split_kernel(
         tl.store(LP + b * stride_lpb + rows.to(tl.int64) * stride_lpr + split, lse2, mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _combine_kernel(
     OP, LP, OUT, LSE, SEQ,
     num_splits, split_len,
@@ -175,21 +175,32 @@ def _combine_kernel(
     b = tl.program_id(1).to(tl.int64)
     s_idx = r // H
     h_idx = r % H
-    sp = tl.arange(0, BLOCK_S)
-    seqlen = tl.load(SEQ + b)
-    ok = (sp < num_splits) & (sp * split_len < seqlen)
     dv = tl.arange(0, DV)
-    lse2 = tl.load(LP + b * stride_lpb + r * stride_lpr + sp, mask=ok, other=float("-inf"))
-    m = tl.max(lse2, 0)
-    m_use = tl.where(m == float("-inf"), 0.0, m)
-    w = tl.exp2(lse2 - m_use)
-    live = ok & (w > 0.0)
-    o = tl.load(OP + b * stride_opb + r * stride_opr + sp[:, None] * stride_ops + dv[None, :], mask=live[:, None], other=0.0)
-    denom = tl.sum(w, 0)
-    out = tl.sum(tl.where(live[:, None], w[:, None] * o, 0.0), 0) / tl.where(denom == 0.0, 1.0, denom)
+    seqlen = tl.load(SEQ + b)
+    n_live = tl.minimum(num_splits, tl.cdiv(seqlen, split_len))  # splits past the end wrote nothing
+    m = tl.full([1], float("-inf"), tl.float32)
+    denom = tl.zeros([1], tl.float32)
+    acc = tl.zeros([DV], tl.float32)
+    for c0 in range(0, n_live, BLOCK_S):
+        sp = c0 + tl.arange(0, BLOCK_S)
+        ok = sp < n_live
+        lse2 = tl.load(LP + b * stride_lpb + r * stride_lpr + sp, mask=ok, other=float("-inf"))
+        m_new = tl.maximum(m, tl.max(lse2, 0))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        scale = tl.exp2(m - m_use)
+        w = tl.exp2(lse2 - m_use)
+        live = ok & (w > 0.0)
+        o = tl.load(OP + b * stride_opb + r * stride_opr + sp[:, None] * stride_ops + dv[None, :],
+                    mask=live[:, None], other=0.0)
+        acc = acc * scale + tl.sum(tl.where(live[:, None], w[:, None] * o, 0.0), 0)
+        denom = denom * scale + tl.sum(w, 0)
+        m = m_new
+    empty = denom == 0.0
+    out = acc / tl.where(empty, 1.0, denom)
     tl.store(OUT + b * stride_ob + s_idx * stride_os + h_idx * stride_oh + dv, out.to(OUT.dtype.element_ty))
-    lse = tl.where(denom == 0.0, float("inf"), (m_use + tl.log2(tl.where(denom == 0.0, 1.0, denom))) * 0.6931471805599453)
-    tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse)
+    m_use = tl.where(m == float("-inf"), 0.0, m)
+    lse = tl.where(empty, float("inf"), (m_use + tl.log2(tl.where(empty, 1.0, denom))) * 0.6931471805599453)
+    tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx + tl.arange(0, 1), lse)
 
 
 def interpreted() -> bool:
@@ -283,14 +294,16 @@ def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k
 
 
 def check_seqlens(cache_seqlens, block_table, page_size):
-    """Value checks (one host sync): seqlens non-negative and covered by the block table."""
-    lo, hi = (int(v) for v in torch.stack([cache_seqlens.min(), cache_seqlens.max()]).tolist())
+    """Value checks (one host sync): seqlens non-negative and covered by the block table.
+    Returns (max, total) of the seqlens."""
+    s64 = cache_seqlens.to(torch.int64)
+    lo, hi, total = (int(v) for v in torch.stack([s64.min(), s64.max(), s64.sum()]).tolist())
     cap = block_table.shape[1] * page_size
     if lo < 0:
         raise ValueError(f"cache_seqlens has a negative entry ({lo})")
     if hi > cap:
         raise ValueError(f"cache_seqlens max {hi} exceeds what the block table covers ({block_table.shape[1]} blocks x page {page_size} = {cap})")
-    return hi
+    return hi, total
 
 
 def default_config(h_q: int, s_q: int) -> Config:
@@ -300,10 +313,21 @@ def default_config(h_q: int, s_q: int) -> Config:
     return Config(block_n=32 if block_h >= 64 else 64, block_h=block_h, num_splits=0, num_warps=8 if block_h >= 64 else 4, num_stages=2)
 
 
-def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: torch.device) -> int:
-    if cfg.num_splits:
-        return cfg.num_splits
-    return auto_splits(batch, triton.cdiv(rows, cfg.block_h), max_seqlen, num_sms(device), cfg.block_n)
+MAX_GRID_SPLITS = 256
+
+
+def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: torch.device,
+                   total_tokens: int | None = None) -> int:
+    """Split programs per sequence in the grid. cfg.num_splits (or the auto count) is the splits of an
+    average sequence; with total_tokens known and lengths uneven, the grid grows so that each split holds
+    about total / (batch * per_seq) tokens and long sequences get more programs, as FlashMLA's scheduler
+    balances them. Host-side only: call it at plan time."""
+    mean = max_seqlen if total_tokens is None else max(1, total_tokens // max(batch, 1))
+    per_seq = cfg.num_splits or auto_splits(batch, triton.cdiv(rows, cfg.block_h), mean, num_sms(device), cfg.block_n)
+    if total_tokens is None or total_tokens >= batch * max_seqlen:
+        return per_seq
+    target = split_length(mean, per_seq, cfg.block_n)
+    return int(min(MAX_GRID_SPLITS, max(per_seq, triton.cdiv(max(max_seqlen, 1), target))))
 
 
 def kv_views(kv_cache: torch.Tensor, fmt: str):
@@ -367,7 +391,7 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
             op.stride(0), op.stride(1), op.stride(2), lp.stride(0), lp.stride(1),
             out.stride(0), out.stride(1), out.stride(2),
             lse.stride(0), lse.stride(1),
-            h_q, BLOCK_S=max(2, triton.next_power_of_2(splits)), DV=D_LATENT, num_warps=4,
+            h_q, BLOCK_S=min(16, max(2, triton.next_power_of_2(splits))), DV=D_LATENT, num_warps=4,
         )
     return out, lse
 
@@ -385,12 +409,15 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
     bad = check_config(cfg, fmt)
     if bad:
         raise ValueError("invalid config " + cfg.key() + ": " + "; ".join(bad))
-    max_seqlen = check_seqlens(cache_seqlens, block_table, page) if validate else block_table.shape[1] * page
+    if validate:
+        max_seqlen, total = check_seqlens(cache_seqlens, block_table, page)
+    else:
+        max_seqlen, total = block_table.shape[1] * page, None
     if softmax_scale is None:
         softmax_scale = D_QK ** -0.5
     if isinstance(k_scale, (int, float)):
         k_scale = torch.tensor([float(k_scale)], dtype=torch.float32, device=q.device)
-    splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device)
+    splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device, total)
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
     return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale,

@@ -36,7 +36,7 @@ def _tables(db, sweep, allow_interpreted, kernel_hash):
         want = kernel_hash or tbl.source_hash()
         ok = df[df["status"] == "ok"]
         lines = [f"no verified measurements to export from {db} (kernel hash {want}"
-                 + (f", sweep {sweep!r}" if sweep else "") + ")",
+                 + (f", sweep {', '.join(sweep)}" if sweep else "") + ")",
                  f"  rows: {len(df)}, status ok: {len(ok)}, interpreted ok: {int(ok['interpreted'].astype(bool).sum())}",
                  f"  kernel hashes in the database: {', '.join(sorted(map(str, df['kernel_hash'].unique()))) or '-'}",
                  f"  sweeps in the database: {', '.join(sorted(map(str, df['sweep'].unique()))) or '-'}"]
@@ -53,7 +53,7 @@ def register(main: click.Group) -> None:
     @click.option("--db", default="results/mlatune.db", show_default=True, type=click.Path(dir_okay=False), help=DB_HELP)
     @click.option("--out", default="results/configs", show_default=True, type=click.Path(file_okay=False),
                   help="Folder for the tables; <out>/<DEVICE>/mla_decode_<kv>_p<page>_h<h_q>_s<s_q>.json.")
-    @click.option("--sweep", default=None, help="Only use measurements from this sweep (its spec name).")
+    @click.option("--sweep", multiple=True, help="Only use measurements from this sweep (its spec name); repeat for several.")
     @click.option("--allow-interpreted", is_flag=True,
                   help="Also use Triton-interpreter timings (CPU). Only for testing the pipeline: they say nothing about GPU speed.")
     @click.option("--kernel-hash", default=None, help=HASH_HELP)
@@ -72,7 +72,7 @@ def register(main: click.Group) -> None:
 
         \b
         Example:
-          mlatune export --sweep deepseek-v3
+          mlatune export --sweep deepseek-v3 --sweep flashmla-bench
           mlatune check-table results/configs/*/*.json
         """
         tables = _tables(db, sweep, allow_interpreted, kernel_hash)
@@ -119,7 +119,7 @@ def register(main: click.Group) -> None:
     @click.option("--db", default="results/mlatune.db", show_default=True, type=click.Path(dir_okay=False), help=DB_HELP)
     @click.option("--out", default="results/plots", show_default=True, type=click.Path(file_okay=False),
                   help="Folder for the PNGs.")
-    @click.option("--sweep", default=None, help="Only use measurements from this sweep.")
+    @click.option("--sweep", multiple=True, help="Only use measurements from this sweep; repeat for several.")
     @click.option("--allow-interpreted", is_flag=True, help="Also use Triton-interpreter timings (testing only).")
     @click.option("--kernel-hash", default=None, help=HASH_HELP)
     def report_cmd(db, out, sweep, allow_interpreted, kernel_hash):

@@ -53,7 +53,9 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
 def _args(w: Workload, inp: dict, cfg: Config):
     batch, s_q, h_q = w.batch, w.s_q, w.h_q
     fmt = w.kv_format
-    splits = resolve_splits(cfg, batch, s_q * h_q, inp["block_table"].shape[1] * w.page_size, inp["q"].device)
+    sl = inp["cache_seqlens"]
+    max_seqlen = max(1, int(sl.max()))
+    splits = resolve_splits(cfg, batch, s_q * h_q, max_seqlen, inp["q"].device, total_tokens=int(sl.sum()))
     out = torch.empty((batch, s_q, h_q, 512), dtype=inp["q"].dtype, device=inp["q"].device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=inp["q"].device)
     parts = alloc_partials(batch, s_q * h_q, splits, inp["q"].device) if splits > 1 else None
@@ -61,7 +63,7 @@ def _args(w: Workload, inp: dict, cfg: Config):
 
     def call():
         return launch(inp["q"], inp["kv_cache"], inp["block_table"], inp["cache_seqlens"], out, lse, 576 ** -0.5,
-                         w.causal, cfg, splits, fmt, ks, parts)
+                         w.causal, cfg, splits, fmt, ks, parts, max_seqlen=max_seqlen)
 
     return call, out, lse, splits
 

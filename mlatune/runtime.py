@@ -143,14 +143,16 @@ class Plan:
 
 
 def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "bf16", page_size: int = 64,
-         device=None, dtype: torch.dtype = torch.bfloat16) -> Plan:
+         device=None, dtype: torch.dtype = torch.bfloat16, total_tokens: int | None = None) -> Plan:
     """Host side, once per decode step: pick the config, resolve the split count and allocate the buffers.
 
     max_seqlen is the longest cache length in the batch. It picks the table bucket, the auto split count
     and the tokens per split. Any seqlens up to the block table's reach run correctly whatever it is: an
     underestimate only loads the last split more, an overestimate leaves splits idle. When replaying
     one CUDA graph over several steps, plan with the largest seqlen those steps reach.
-    It may also be the cache_seqlens tensor itself: then its max is read here, one host sync per plan.
+    It may also be the cache_seqlens tensor itself: then its max and sum are read here, one host sync per plan.
+    total_tokens (the sum of the seqlens), when given, balances uneven lengths: splits are sized from the mean
+    so that long sequences get more programs, and the table is looked up at the mean length.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")
@@ -161,10 +163,12 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if isinstance(max_seqlen, torch.Tensor):
-        max_seqlen = int(max_seqlen.max()) if max_seqlen.numel() else 0
-    cfg, source = choose_config(batch, s_q, h_q, max_seqlen, kv_format, page_size, device)
+        sl = max_seqlen.to(torch.int64)
+        max_seqlen, total_tokens = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
+    lookup = max_seqlen if total_tokens is None else max(1, total_tokens // batch)
+    cfg, source = choose_config(batch, s_q, h_q, lookup, kv_format, page_size, device)
     rows = s_q * h_q
-    splits = resolve_splits(cfg, batch, rows, max(int(max_seqlen), 1), device)
+    splits = resolve_splits(cfg, batch, rows, max(int(max_seqlen), 1), device, total_tokens)
     partials = alloc_partials(batch, rows, splits, device) if splits > 1 else None
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=dtype, device=device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=device)
@@ -237,7 +241,8 @@ def get_mla_metadata(cache_seqlens: torch.Tensor, num_q_tokens_per_head_k: int, 
     num_q_tokens_per_head_k is s_q * h_q // num_heads_k (num_heads_k is 1 for MLA). Give num_heads_q to
     separate s_q from h_q; without it s_q = 1 is assumed (the first call re-plans if q says otherwise).
     The plan needs the batch's max seqlen: pass max_seqlen to avoid a host sync; without it this reads
-    cache_seqlens.max() once (one device-to-host sync, here, at plan time; never in the per-layer call).
+    cache_seqlens' max and sum once (one device-to-host sync, here, at plan time; never in the per-layer
+    call), and the sum balances uneven lengths across splits.
     num_splits is our split count for the expected shape, an int; flash_mla_with_kvcache ignores it."""
     if num_heads_k != 1:
         raise ValueError(f"MLA decode has one KV head; got num_heads_k={num_heads_k}")
@@ -247,12 +252,15 @@ def get_mla_metadata(cache_seqlens: torch.Tensor, num_q_tokens_per_head_k: int, 
     h_q = num_heads_q or rows
     if rows % h_q:
         raise ValueError(f"num_q_tokens_per_head_k={num_q_tokens_per_head_k} is not a multiple of num_heads_q={h_q}")
-    if max_seqlen is None:
-        max_seqlen = int(cache_seqlens.max()) if cache_seqlens.numel() else 0
+    total = None
+    if max_seqlen is None:  # one sync for max and sum
+        sl = cache_seqlens.to(torch.int64)
+        max_seqlen, total = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
     batch = cache_seqlens.shape[0]
     meta = MlaMetadata(batch, rows // h_q, h_q, max_seqlen, cache_seqlens.device)
     fmt = "fp8_flashmla" if is_fp8_kvcache else "bf16"
-    p = plan(batch, rows // h_q, h_q, max_seqlen, kv_format=fmt, page_size=page_size, device=cache_seqlens.device, dtype=dtype)
+    p = plan(batch, rows // h_q, h_q, max_seqlen, kv_format=fmt, page_size=page_size, device=cache_seqlens.device,
+             dtype=dtype, total_tokens=total)
     q_shape = (batch, rows // h_q, h_q, D_QK)
     meta.plans[(q_shape, dtype, fmt, page_size)] = p
     return meta, p.splits

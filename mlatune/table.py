@@ -71,12 +71,12 @@ def _cfg_keys(df: pd.DataFrame) -> pd.Series:
     return key
 
 
-def filter_rows(df: pd.DataFrame, sweep: str | None = None, kernel_hash: str | None = INSTALLED,
+def filter_rows(df: pd.DataFrame, sweep: str | list[str] | tuple | None = None, kernel_hash: str | None = INSTALLED,
                 allow_interpreted: bool = False) -> pd.DataFrame:
     """Rows eligible for a table: from `sweep` (if given), of `kernel_hash` (None: any), and not
     interpreter timings unless allow_interpreted. All statuses are kept: failures ban configs."""
-    if sweep is not None:
-        df = df[df["sweep"] == sweep]
+    if sweep:
+        df = df[df["sweep"].isin([sweep] if isinstance(sweep, str) else list(sweep))]
     if kernel_hash == INSTALLED:
         kernel_hash = source_hash()
     if kernel_hash is not None:
@@ -186,7 +186,7 @@ def _family_table(g: pd.DataFrame) -> dict | None:
     }
 
 
-def build_tables(df: pd.DataFrame, sweep: str | None = None, kernel_hash: str | None = INSTALLED,
+def build_tables(df: pd.DataFrame, sweep: str | list[str] | tuple | None = None, kernel_hash: str | None = INSTALLED,
                  allow_interpreted: bool = False) -> list[dict]:
     """One table dict per (device, kernel hash, kv_format, page_size, h_q, s_q), in sorted order.
 

@@ -104,7 +104,10 @@ def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=N
     kv, bt, sl, ks = inputs["kv_cache"], inputs["block_table"], inputs["cache_seqlens"], inputs["k_scale"]
     fmt = runner.check_inputs(q, kv, bt, sl, k_scale=ks, causal=causal)
     max_seqlen = max(1, int(sl.max()))
-    splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device)
+    if _accepts(runner.resolve_splits, "total_tokens"):
+        splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device, total_tokens=int(sl.sum()))
+    else:
+        splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device)
     if out is None:
         out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     if lse is None:

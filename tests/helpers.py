@@ -137,8 +137,8 @@ def run_poisoned(case: Case, cfg: Config, *, causal=False, softmax_scale=None, q
     assert fmt == case.kv_format
     assert check_config(cfg, fmt) == [], check_config(cfg, fmt)
     batch, s_q, h_q, _ = q.shape
-    true_max = check_seqlens(sl, bt, kv.shape[1])
-    splits = resolve_splits(cfg, batch, s_q * h_q, max(true_max, 1), q.device)
+    true_max, total = check_seqlens(sl, bt, kv.shape[1])
+    splits = resolve_splits(cfg, batch, s_q * h_q, max(true_max, 1), q.device, total)
     if max_seqlen == "exact":
         max_seqlen = true_max
     out_buf = torch.full((batch + 1, s_q, h_q, D_V), NAN, dtype=q.dtype, device=q.device)

@@ -278,7 +278,7 @@ def test_kernel_fp8(fmt, page, trans, splits, dtype, seed):
     case = make_case(seqlens, h_q=8, s_q=2, page=page, dtype=dtype, kv_format=fmt, seed=seed)
     cfg = Config(block_n=16 if page == 1 else 32, block_h=16, num_splits=splits, num_warps=4, trans=trans)
     out, lse, got_splits = run_poisoned(case, cfg, causal=True)
-    assert got_splits == splits and out.dtype == dtype
+    assert splits <= got_splits <= 256 and out.dtype == dtype
     # 1) the kernel's own error: reference on the dequantized cache
     compare(out, lse, *reference(case, causal=True), OUT_TOL, LSE_TOL, tag=f"{fmt} vs dequantized")
     # 2) the quantization error: reference on the original (unquantized) cache
