@@ -80,12 +80,15 @@ def main() -> None:
     a = ap.parse_args()
     pd.set_option("display.width", 200)
     f = fixed_vs_tables(a.db, a.tables, a.grid)
-    print(f"(a) tables vs best fixed config per (h_q, s_q), {len(f)} grid workloads: geomean speedup "
-          f"{_geomean(f.speedup):.3f}, worst {f.speedup.min():.3f}")
+    fm = f.dropna(subset=["speedup"])
+    print(f"(a) tables vs best fixed config per (h_q, s_q), {len(fm)} grid workloads "
+          f"({len(f) - len(fm)} whose pick was not measured there): geomean speedup {_geomean(fm.speedup):.3f}, "
+          f"worst {fm.speedup.min():.3f}")
     print(f.sort_values("speedup").head(5)[SHAPE[:4] + ["dist", "fixed_cfg", "fixed_us", "table_us", "speedup"]].to_string(index=False))
     o = runtime_vs_oracle(a.db, a.tables, a.offgrid)
-    print(f"(b) runtime lookup vs per-shape best on {len(o)} off-grid workloads: geomean {_geomean(o.of_oracle):.3f} "
-          f"of oracle speed, worst {o.of_oracle.min():.3f}")
+    om = o.dropna(subset=["of_oracle"])
+    print(f"(b) runtime lookup vs per-shape best on {len(om)} off-grid workloads ({len(o) - len(om)} whose pick was "
+          f"not measured there): geomean {_geomean(om.of_oracle):.3f} of oracle speed, worst {om.of_oracle.min():.3f}")
     print(o.sort_values("of_oracle")[SHAPE[:4] + ["dist", "picked", "table_us", "oracle_us", "of_oracle"]].to_string(index=False))
     if a.csv:
         f.to_csv(a.csv + "_fixed.csv", index=False)
@@ -94,3 +97,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def replay_search(db, sweep: str | None, strategy: str = "halving", budget=0.25, eta: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Replay a search strategy on an exhaustive sweep's recorded timings (no GPU): a full timing returns the
+    recorded median; a short one adds noise drawn from the recorded p20-p80 spread, widened for its fewer reps.
+    Returns, per workload, the replayed pick's time over the exhaustive best and the measurements it used."""
+    import random
+
+    from . import search
+    from .workload import Workload
+
+    df = _ok(results(db) if isinstance(db, (str, Path)) else db.assign(interpreted=False))
+    if sweep is not None:
+        df = df[df.sweep == sweep]
+    df = df.sort_values("created_at") if "created_at" in df else df
+    rng = random.Random(seed)
+    winners, rows = {}, []
+    for shape, g in df.groupby(SHAPE, sort=False):
+        w = Workload(**{k: (bool(v) if k == "causal" else (str(v) if isinstance(v, str) else int(v))) for k, v in zip(SHAPE, shape)})
+        by = {Config(**{k: int(r[k]) for k in KNOBS}): r for _, r in g.iterrows()}
+
+        def measure(cfg, fidelity, by=by):
+            r = by[cfg]
+            if fidelity == search.FULL:
+                return float(r.time_us)
+            sigma = max(float(r.p80_us - r.p20_us), 0.0) / 1.35 / float(r.time_us) * math.sqrt(2)
+            return float(r.time_us) * (1 + rng.gauss(0, sigma))
+
+        warm = search.warm_configs(w, winners)
+        res = search.run(strategy, list(by), measure, budget=budget, seed=seed, eta=eta, warm=warm)
+        best = float(g.time_us.min())
+        winners[w] = sorted(res.full, key=res.full.get)
+        rows.append(dict(zip(SHAPE, shape), picked_us=float(by[res.best].time_us), best_us=best,
+                         ratio=float(by[res.best].time_us) / best, calls=res.calls, space=len(by)))
+    return pd.DataFrame(rows)
