@@ -158,13 +158,15 @@ def plot_tables(tables: list[dict], out) -> list[Path]:
         kinds = [("best", "TB/s" if has_bw else "time (us)",
                   (lambda e: e["gbps"] / 1000) if has_bw else (lambda e: e["time_us"])),
                  ("speedup", "speedup over default", lambda e: e.get("speedup"))]
+        all_batches = sorted({b for t in ts for b in t["batches"]})
+        color = {b: f"C{i % 10}" for i, b in enumerate(all_batches)}  # one colour per batch in every panel
         for kind, ylabel, value in kinds:
             fig, axes = plt.subplots(1, len(ts), figsize=(4.5 * len(ts), 3.8), squeeze=False)
             for ax, t in zip(axes[0], ts):
                 for b in t["batches"]:
                     pts = sorted((e["seqlen"], value(e)) for e in t["entries"] if e["batch"] == b and value(e) is not None)
                     if pts:
-                        ax.plot(*zip(*pts), marker="o", ms=3, label=f"batch {b}")
+                        ax.plot(*zip(*pts), marker="o", ms=3, color=color[b], label=f"batch {b}")
                 ax.set_xscale("log", base=2)
                 ax.set_title(f"h_q {t['h_q']}")
                 ax.set_xlabel("seqlen")
@@ -172,8 +174,9 @@ def plot_tables(tables: list[dict], out) -> list[Path]:
                 ax.grid(alpha=0.3)
                 if kind == "speedup":
                     ax.axhline(1.0, color="grey", lw=0.8)
-            if axes[0][-1].get_legend_handles_labels()[0]:
-                axes[0][-1].legend(fontsize=7)
+            for ax in axes[0]:
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=7)
             fig.suptitle(f"{dev} {kv} page {page} s_q {s_q}" + (" (interpreter)" if any(t["interpreted"] for t in ts) else ""))
             fig.tight_layout()
             p = out / f"{kind}_{dev}_{kv}_p{page}_s{s_q}.png"
