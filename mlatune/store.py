@@ -1,7 +1,6 @@
 """SQLite results store: runs, workloads, configs and measurements, committed one measurement at a time."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 import threading

@@ -23,33 +23,8 @@ class Check:
 
 
 def device_inputs(w: Workload, device: str = "cpu", seed: int = 0) -> dict:
-    """make_inputs, but on a GPU the big tensors are drawn there (much faster than on the host)."""
-    if not str(device).startswith("cuda"):
-        return make_inputs(w, device=device, seed=seed)
-    from .kernels.fp8 import dequantize, quantize_flashmla, quantize_per_tensor
-    from .workload import draw_seqlens
-
-    gen = torch.Generator().manual_seed(seed)
-    sl = draw_seqlens(w, gen)
-    pages_per = [max(1, -(-int(x) // w.page_size)) for x in sl]
-    total = sum(pages_per)
-    perm = torch.randperm(total, generator=gen).to(torch.int32)
-    bt = torch.zeros(w.batch, -(-max(pages_per) // 16) * 16, dtype=torch.int32)  # padded, as make_inputs
-    at = 0
-    for b, n in enumerate(pages_per):
-        bt[b, :n] = perm[at : at + n]
-        at += n
-    g = torch.Generator(device=device).manual_seed(seed)
-    kv = torch.randn(total, w.page_size, 1, D_QK, generator=g, device=device, dtype=torch.bfloat16)
-    q = torch.randn(w.batch, w.s_q, w.h_q, D_QK, generator=g, device=device, dtype=torch.bfloat16)
-    k_scale, kv_orig = None, kv
-    if w.kv_format == "fp8":
-        kv, k_scale = quantize_per_tensor(kv)
-    elif w.kv_format == "fp8_flashmla":
-        kv = quantize_flashmla(kv)
-    kv_ref = kv_orig if w.kv_format == "bf16" else dequantize(kv, k_scale)
-    return dict(q=q, kv_cache=kv, block_table=bt.to(device), cache_seqlens=sl.to(device), k_scale=k_scale,
-                kv_ref=kv_ref, kv_orig=kv_orig)
+    """Fresh random inputs for w on device (see mlatune.workload.make_inputs)."""
+    return make_inputs(w, device=device, seed=seed)
 
 
 def reference(inputs: dict, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,8 +78,11 @@ def make_inputs(w: Workload, device="cpu", seed: int = 0, dtype=torch.bfloat16, 
     for b, n in enumerate(pages_per):
         bt[b, :n] = perm[at : at + n]
         at += n
-    kv = torch.randn(total, page, 1, D_QK, generator=gen).to(dtype)
-    q = torch.randn(w.batch, w.s_q, w.h_q, D_QK, generator=gen).to(dtype)
+    # the big tensors are drawn where they will live (on a GPU this is much faster than on the host)
+    dev = torch.device(device)
+    dgen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(seed)
+    kv = torch.randn(total, page, 1, D_QK, generator=dgen, device=dev).to(dtype)
+    q = torch.randn(w.batch, w.s_q, w.h_q, D_QK, generator=dgen, device=dev).to(dtype)
     k_scale = None
     kv_orig = kv
     if w.kv_format == "fp8":

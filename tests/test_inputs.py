@@ -10,7 +10,7 @@ import torch
 import mlatune
 from mlatune.kernels import Config, check_config
 from mlatune.kernels.config import regs_estimate, smem_estimate
-from mlatune.kernels.fp8 import quantize_flashmla, quantize_per_tensor
+from mlatune.kernels.fp8 import quantize_flashmla
 
 from helpers import make_case, seed  # noqa: F401 (seed is a fixture)
 

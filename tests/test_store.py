@@ -1,7 +1,6 @@
 """Results store: schema, upsert per pair, resume lookups, results() columns and filters, WAL durability."""
 import sqlite3
 
-import pandas as pd
 import pytest
 
 from mlatune.kernels import Config
