@@ -1,0 +1,88 @@
+"""Table evaluation (fixed config vs tables, lookup vs oracle, search replay) and the FlashMLA comparison,
+on a synthetic store whose best configs are known by construction."""
+import math
+import sys
+
+import pytest
+
+from mlatune import anchors, evaluate
+from mlatune import table as tbl
+from mlatune.kernels import Config, source_hash
+from mlatune.spec import wkey
+from mlatune.store import Store, results
+from mlatune.workload import Workload
+
+FAST, SLOW = Config(64, 16, 4, 4, 2), Config(32, 16, 2, 4, 2)
+
+
+def _time(cfg, w):
+    # FAST wins at long seqlens, SLOW at short ones: no single fixed config is best everywhere
+    if cfg == FAST:
+        return 100.0 if w.seqlen >= 4096 else 60.0
+    return 80.0 if w.seqlen >= 4096 else 50.0
+
+
+def _db(tmp_path, grid, offgrid):
+    db = tmp_path / "e.db"
+    st = Store(db)
+    for sweep, ws in (("grid", grid), ("off", offgrid)):
+        run = st.start_run(sweep=sweep, device="NVIDIA H200", torch="t", triton="tr", kernel_hash=source_hash(),
+                           interpreted=0)
+        for w in ws:
+            for c in (FAST, SLOW):
+                t = _time(c, w)
+                st.record(run, "NVIDIA H200", source_hash(), w, wkey(w), c, "ok", time_us=t, p20_us=t * 0.99,
+                          p80_us=t * 1.01, reps=20, fidelity=1, gbps=1.0, tflops=1.0, err_rel=1e-3, interpreted=0)
+        st.finish_run(run, "done")
+    return db
+
+
+GRID = [Workload(b, l, 16, 1, dist="fixed") for b in (1, 128) for l in (1024, 16384)]
+
+
+def test_fixed_vs_tables_and_oracle(tmp_path):
+    off = [Workload(8, 2000, 16, 1, dist="fixed")]
+    db = _db(tmp_path, GRID, off)
+    out = tmp_path / "configs"
+    tbl.write_tables(tbl.build_tables(results(db), sweep="grid"), out)
+    f = evaluate.fixed_vs_tables(db, out, ["grid"])
+    # SLOW is faster at every grid shape: it is the best fixed config and every table entry
+    assert len(f) == 4 and set(f.fixed_cfg) == {"32_16_2_4_2_0_0"}
+    assert f.speedup.tolist() == pytest.approx([1.0] * 4)
+    o = evaluate.runtime_vs_oracle(db, out, ["off"])
+    assert len(o) == 1 and o.of_oracle.iloc[0] == pytest.approx(1.0)
+
+
+def test_tables_beat_a_fixed_config_when_winners_differ(tmp_path, monkeypatch):
+    # make FAST win at long seqlens only: tables switch configs, the best fixed one cannot
+    monkeypatch.setattr(sys.modules[__name__], "_time", lambda c, w: (70.0 if c == FAST else 80.0) if w.seqlen >= 4096
+                        else (60.0 if c == FAST else 50.0))
+    db = _db(tmp_path, GRID, [Workload(8, 12000, 16, 1, dist="fixed"), Workload(8, 1500, 16, 1, dist="fixed")])
+    out = tmp_path / "configs"
+    tbl.write_tables(tbl.build_tables(results(db), sweep="grid"), out)
+    f = evaluate.fixed_vs_tables(db, out, ["grid"])
+    # per shape the table is never slower than the fixed config, and strictly faster somewhere
+    assert (f.speedup >= 1 - 1e-9).all() and f.speedup.max() == pytest.approx(80 / 70)
+    o = evaluate.runtime_vs_oracle(db, out, ["off"])
+    assert o.of_oracle.tolist() == pytest.approx([1.0, 1.0])  # nearest buckets pick each off-grid shape's winner
+
+
+def test_replay_search_exhaustive_is_exact(tmp_path):
+    db = _db(tmp_path, GRID, [])
+    r = evaluate.replay_search(db, "grid", "exhaustive")
+    assert (r.ratio == 1.0).all() and (r.calls == r.space).all()
+    r = evaluate.replay_search(db, "grid", "random", budget=1)
+    assert (r.calls == 1).all() and (r.ratio >= 1.0).all()
+
+
+def test_versus_flashmla(tmp_path):
+    w = Workload(128, 4096, 16, 1, dist="fixed")
+    db = _db(tmp_path, [w], [])
+    anc = tmp_path / "anc.csv"
+    anc.write_text("device,batch,s_q,h_q,seqlen_k,varlen,flashmla_us,flashmla_tflops,flashmla_gbps,sglang_triton_default_us\n"
+                   "NVIDIA H200,128,1,16,4096,0,40.0,1,1,160.0\nNVIDIA H200,128,1,16,1024,0,10.0,1,1,\n")
+    m = anchors.versus_flashmla(db, sweep="grid", anchors=anc)
+    assert len(m) == 1  # only measured shapes are compared
+    row = m.iloc[0]
+    assert row.time_us == 80.0 and row.ratio == pytest.approx(0.5) and row.vs_sglang == pytest.approx(2.0)
+    assert math.isclose(row.block_n, 32)
