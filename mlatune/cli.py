@@ -35,7 +35,7 @@ The usual loop:
 
 A sweep spec (TOML) lists workloads (batch, seqlen, h_q, s_q, kv_format, page_size, dist, causal
 grids), the knob space (block_n, block_h, num_splits, num_warps, num_stages, plus constraints),
-a search strategy (exhaustive, random, halving) and timing settings; see sweeps/*.toml.
+a search strategy (exhaustive, random, halving, coordinate) and timing settings; see sweeps/*.toml.
 
 Every variant is first checked against an fp32 reference on fresh random inputs with NaN-poisoned
 outputs; only correct ones are timed (CUDA graphs, L2 flushed, median with spread). Kernels run in
@@ -80,7 +80,7 @@ def _devices(value: str | None) -> list[int] | None:
 @click.option("--dry-run", is_flag=True, help="Show the plan (workloads, configs kept and pruned, measurements to run) and exit.")
 @click.option("--devices", default=None, help="Comma-separated GPU indices, one worker each, e.g. 0,1. Default: GPU 0.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Stop after N new measurements (resume later).")
-@click.option("--strategy", type=click.Choice(["exhaustive", "random", "halving"]), default=None,
+@click.option("--strategy", type=click.Choice(["exhaustive", "random", "halving", "coordinate"]), default=None,
               help="Override the spec's [search] strategy.")
 @click.option("--budget", default=None, help="Override the spec's [search] budget: a count per workload (16) or a fraction (0.25).")
 @click.option("--runner", default=None, hidden=True, help="Dotted module with the kernel launcher (testing).")

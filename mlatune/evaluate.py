@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .kernels.config import Config
+from .kernels.mla_decode import default_config
 from .store import results
 from .table import load, normalize_device, table_path
 
@@ -125,7 +126,7 @@ def replay_search(db, sweep: str | None, strategy: str = "halving", budget=0.25,
             sigma = max(float(r.p80_us - r.p20_us), 0.0) / 1.35 / float(r.time_us) * math.sqrt(2)
             return float(r.time_us) * (1 + rng.gauss(0, sigma))
 
-        warm = search.warm_configs(w, winners)
+        warm = search.warm_configs(w, winners) + [default_config(w.h_q, w.s_q)]  # as the sweep does
         res = search.run(strategy, list(by), measure, budget=budget, seed=seed, eta=eta, warm=warm)
         best = float(g.time_us.min())
         winners[w] = sorted(res.full, key=res.full.get)

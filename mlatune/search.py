@@ -1,5 +1,5 @@
-"""Search strategies over one workload's configs: exhaustive, random within a budget, and successive halving
-seeded from neighbouring workloads' winners. measure(cfg, fidelity) -> time in us, or None when not ok."""
+"""Search strategies over one workload's configs: exhaustive, random within a budget, successive halving and
+coordinate descent, both started from neighbouring workloads' winners. measure(cfg, fidelity) -> us or None."""
 from __future__ import annotations
 
 import math
@@ -120,8 +120,65 @@ def halving(configs: Sequence[Config], measure: Measure, budget=None, seed: int 
     return _full([c for _, _, c in ranked[:n_full]], measure, res)
 
 
+# coordinate descent visits the knobs that matter most first
+COORD_ORDER = ("num_splits", "block_h", "block_n", "num_warps", "num_stages")
+
+
+def coordinate(configs: Sequence[Config], measure: Measure, budget=None, seed: int = 0,
+               warm: Sequence[Config] = ()) -> Result:
+    """Coordinate descent with full timings. Start from the warm configs (neighbouring winners, the default),
+    then time every value of one knob at a time, the others held at the best so far; repeat the passes while
+    the best moves, and spend what is left on one-knob neighbours of the leaders."""
+    configs = list(configs)
+    k = budget_count(budget, len(configs))
+    if k >= len(configs):
+        return exhaustive(configs, measure)
+    pool = set(configs)
+    res = Result()
+
+    def full(c):
+        if c in res.full or c not in pool or res.calls >= k:
+            return
+        res.calls += 1
+        t = measure(c, FULL)
+        res.full[c] = t
+        if t is not None and (res.best_us is None or t < res.best_us):
+            res.best, res.best_us = c, t
+
+    starts = [c for c in dict.fromkeys(warm) if c in pool][: max(1, k // 4)]
+    rng = random.Random(seed)
+    rest = configs[:]
+    rng.shuffle(rest)
+    for c in starts or rest[:1]:
+        full(c)
+    for c in rest:  # no start ran: take random configs until one does
+        if res.best is not None or res.calls >= k:
+            break
+        full(c)
+    knobs = COORD_ORDER + tuple(n for n in KNOBS if n not in COORD_ORDER)
+    moved = True
+    while moved and res.best is not None and res.calls < k:
+        before = res.best
+        for knob in knobs:
+            cur = res.best
+            for c in configs:
+                if all(getattr(c, n) == getattr(cur, n) for n in KNOBS if n != knob):
+                    full(c)
+        moved = res.best != before
+    while res.calls < k and res.best is not None:
+        leaders = sorted((t, i, c) for i, (c, t) in enumerate(res.full.items()) if t is not None)[:3]
+        fresh = [n for _, _, c in leaders for n in neighbours(c, configs) if n not in res.full]
+        if not fresh:
+            break
+        full(fresh[0])
+    res.full = {c: t for c, t in res.full.items() if t is not None}
+    return res
+
+
 def run(strategy: str, configs: Sequence[Config], measure: Measure, budget=None, seed: int = 0, eta: int = 3,
         warm: Sequence[Config] = ()) -> Result:
+    if strategy == "coordinate":
+        return coordinate(configs, measure, budget, seed, warm)
     if strategy == "exhaustive":
         return exhaustive(configs, measure)
     if strategy == "random":

@@ -12,7 +12,7 @@ from .kernels.config import Config
 
 KNOBS = tuple(f.name for f in dataclasses.fields(Config))  # block_n, block_h, num_splits, num_warps, num_stages, ...
 WORKLOAD_FIELDS = ("batch", "seqlen", "h_q", "s_q", "kv_format", "page_size", "dist", "causal")
-STRATEGIES = ("exhaustive", "random", "halving")
+STRATEGIES = ("exhaustive", "random", "halving", "coordinate")
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")
 DISTS = ("fixed", "normal", "lognormal")
 # Names a constraint may use besides knobs and workload fields.
@@ -35,7 +35,7 @@ class Search:
     budget: float | None = None  # int: measurements per workload; float in (0, 1]: fraction of valid configs
     seed: int = 0
     eta: int = 3  # halving: one in eta short-timed configs goes on to a full timing
-    warm_start: bool = True  # halving: start from the winners of already-swept neighbouring workloads
+    warm_start: bool = True  # halving, coordinate: start from the winners of already-swept neighbouring workloads
 
 
 @dataclass

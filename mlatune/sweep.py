@@ -301,7 +301,11 @@ class Sweep:
 
         with self.lock:
             winners = dict(self.winners)
-        warm = search.warm_configs(w, winners) if spec.search.warm_start else []
+        warm = []
+        if spec.search.warm_start:  # neighbouring workloads' winners, then the heuristic default
+            from .kernels.mla_decode import default_config
+
+            warm = search.warm_configs(w, winners) + [default_config(w.h_q, w.s_q)]
         res = search.run(spec.search.strategy, item.space.valid, measure, spec.search.budget,
                          spec.search.seed, spec.search.eta, warm)
         if res.full:

@@ -82,3 +82,27 @@ def test_neighbours_and_warm_configs():
     a, b, far = Workload(8, 1024, 64), Workload(16, 1024, 64), Workload(8, 1024, 16)
     warm = search.warm_configs(Workload(8, 2048, 64), {a: [c], far: [Config()], b: [Config(16, 16, 0, 4, 1)]})
     assert warm[0] == c and Config() not in warm
+
+
+def test_coordinate_finds_the_best_of_a_separable_landscape_within_budget():
+    truth = landscape(1)
+    best = min((t, c.key()) for c in SPACE if (t := truth(c)) is not None)
+    for seed in range(5):
+        log = []
+        start = [Config(16, 16, 1, 8, 1)]  # far from the optimum
+        r = search.coordinate(SPACE, fake_measure(truth, 0.0, random.Random(seed), log), budget=0.1, seed=seed, warm=start)
+        assert r.calls == len(log) <= math.ceil(0.1 * len(SPACE))
+        assert all(f == search.FULL for _, f in log)
+        assert (truth(r.best), r.best.key()) == best
+
+
+def test_coordinate_keeps_its_budget_and_survives_failures():
+    truth = landscape(0)
+    log = []
+    start = [Config(16, 64, 0, 4, 1)]  # a start that fails (None): it must move on
+    r = search.coordinate(SPACE, fake_measure(truth, 0.02, random.Random(3), log), budget=7, warm=start)
+    assert r.calls == len(log) == 7
+    assert r.best is not None and truth(r.best) is not None
+    assert None not in r.full.values()
+    r = search.run("coordinate", SPACE[:5], fake_measure(truth, 0.0, random.Random(0), []), budget=10)
+    assert r.calls == 5  # budget over the space: exhaustive
