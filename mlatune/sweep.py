@@ -36,7 +36,7 @@ class Options:
     fresh: bool = False
     devices: list[int] | None = None  # GPU indices; None = GPU 0 (or the interpreter without a GPU)
     limit: int | None = None  # stop after this many new measurements
-    runner: str = DEFAULT_RUNNER  # dotted module providing check_inputs/resolve_splits/launch (tests plant others)
+    runner: str = DEFAULT_RUNNER  # dotted module with check_inputs/resolve_splits/launch, signatures as in kernels.mla_decode
     interpret: bool | None = None  # None: use the interpreter only when no GPU is available
 
 

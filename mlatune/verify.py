@@ -64,13 +64,6 @@ def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse
     return Check(not reasons, err_rel, err_lse, "; ".join(reasons))
 
 
-def _accepts(f, name: str) -> bool:
-    import inspect
-
-    ps = inspect.signature(f).parameters
-    return name in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
-
-
 def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=None):
     """(fn, out, lse): fn() enqueues cfg through runner.launch (mla_decode's launcher) with no host syncs,
     so it can be captured in a CUDA graph; splits and partial buffers are resolved here, once."""
@@ -79,10 +72,7 @@ def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=N
     kv, bt, sl, ks = inputs["kv_cache"], inputs["block_table"], inputs["cache_seqlens"], inputs["k_scale"]
     fmt = runner.check_inputs(q, kv, bt, sl, k_scale=ks, causal=causal)
     max_seqlen = max(1, int(sl.max()))
-    if _accepts(runner.resolve_splits, "total_tokens"):
-        splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device, total_tokens=int(sl.sum()))
-    else:
-        splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device)
+    splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device, total_tokens=int(sl.sum()))
     if out is None:
         out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     if lse is None:
@@ -91,10 +81,8 @@ def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=N
     if splits > 1 and hasattr(runner, "alloc_partials"):
         partials = runner.alloc_partials(batch, s_q * h_q, splits, q.device)
 
-    extra = {"max_seqlen": max_seqlen} if _accepts(runner.launch, "max_seqlen") else {}
-
     def fn():
-        runner.launch(q, kv, bt, sl, out, lse, D_QK ** -0.5, causal, cfg, splits, fmt, ks, partials, **extra)
+        runner.launch(q, kv, bt, sl, out, lse, D_QK ** -0.5, causal, cfg, splits, fmt, ks, partials, max_seqlen=max_seqlen)
 
     return fn, out, lse
 
