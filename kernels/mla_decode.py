@@ -272,6 +272,8 @@ def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k
             raise ValueError("a float8_e4m3fn kv_cache needs k_scale (its per-tensor dequant scale)")
         if isinstance(k_scale, torch.Tensor) and (k_scale.numel() != 1 or k_scale.dtype != torch.float32):
             raise ValueError(f"k_scale must be one float32 element, got {k_scale.numel()} x {k_scale.dtype}")
+        if isinstance(k_scale, (int, float)) and not (math.isfinite(k_scale) and k_scale > 0):
+            raise ValueError(f"k_scale must be a positive finite number, got {k_scale}")
     elif k_scale is not None:
         raise ValueError(f"k_scale is only for a per-tensor fp8 cache, not for {fmt}")
     if block_table.dtype != torch.int32 or block_table.dim() != 2:

@@ -216,3 +216,10 @@ def test_config_from_dict_errors():
         Config.from_dict({"block_n": 16.0})
     with pytest.raises(ValueError, match="must be an integer"):
         Config.from_dict({"trans": True})
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_float_k_scale_must_be_positive_and_finite(bad, seed):
+    case = make_case([20, 3], h_q=16, s_q=1, page=16, kv_format="fp8", seed=seed)
+    with pytest.raises(ValueError, match="k_scale must be a positive finite number"):
+        mlatune.mla_decode(*case.args(), k_scale=bad, config=Config(block_n=32, block_h=16, num_splits=1, num_warps=4))
