@@ -1,4 +1,5 @@
-"""Our kernel against FlashMLA's published H200 figures on FlashMLA's benchmark shapes."""
+"""Exploration runs: time a grid of configs on FlashMLA's benchmark shapes (compiled in parallel first) and
+compare with FlashMLA's H200 figures. The sweep's verification gate and timing are reused as they are."""
 from __future__ import annotations
 
 import csv
@@ -10,15 +11,18 @@ import os
 import time
 from pathlib import Path
 
+import importlib
+
 import torch
 
-from .bench import time_cuda
-from .kernels import Config, check_config, mla_decode_ref
-from .kernels.mla_decode import LAST_COMPILED, alloc_partials, launch, resolve_splits
+from .anchors import ANCHORS
+from .bench import time_cpu, time_cuda
+from .kernels import Config, check_config
+from .kernels.mla_decode import LAST_COMPILED
+from .verify import make_launch, reference, verify_config
 from .workload import Workload, flops_bytes, make_inputs
 
-ANCHORS = Path(__file__).resolve().parent.parent / "results" / "anchors" / "h200_mla_decode_peers.csv"
-OUT_TOL = 2e-2  # relative L2 error of out vs the fp32 reference, bf16 output
+KERNEL = importlib.import_module("mlatune.kernels.mla_decode")  # the launcher module (the runner)
 
 
 def anchor_rows(path: Path = ANCHORS) -> list[dict]:
@@ -50,31 +54,13 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
     return out
 
 
-def _args(w: Workload, inp: dict, cfg: Config):
-    batch, s_q, h_q = w.batch, w.s_q, w.h_q
-    fmt = w.kv_format
-    sl = inp["cache_seqlens"]
-    max_seqlen = max(1, int(sl.max()))
-    splits = resolve_splits(cfg, batch, s_q * h_q, max_seqlen, inp["q"].device, total_tokens=int(sl.sum()))
-    out = torch.empty((batch, s_q, h_q, 512), dtype=inp["q"].dtype, device=inp["q"].device)
-    lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=inp["q"].device)
-    parts = alloc_partials(batch, s_q * h_q, splits, inp["q"].device) if splits > 1 else None
-    ks = inp["k_scale"]
-
-    def call():
-        return launch(inp["q"], inp["kv_cache"], inp["block_table"], inp["cache_seqlens"], out, lse, 576 ** -0.5,
-                         w.causal, cfg, splits, fmt, ks, parts, max_seqlen=max_seqlen)
-
-    return call, out, lse, splits
-
-
 def _compile_one(item):
     wd, cd = item
     w = Workload(**{**wd, "batch": 2})
     cfg = Config(**cd)
     try:
         inp = make_inputs(w, "cuda", seqlens=torch.full((2,), w.seqlen, dtype=torch.int32))
-        call, *_ = _args(w, inp, cfg)
+        call, _, _ = make_launch(KERNEL, inp, cfg, w.causal)
         call()
         torch.cuda.synchronize()
         k = LAST_COMPILED.get("split")
@@ -91,36 +77,31 @@ def precompile(items, jobs: int):
         return list(pool.imap_unordered(_compile_one, items))
 
 
-def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True) -> list[dict]:
-    inp = make_inputs(w, "cuda", seed=seed)
+def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, device: str = "cuda") -> list[dict]:
+    """Verify (as the sweep does) and time each config on one set of inputs; one row per config."""
+    inp = make_inputs(w, device, seed=seed)
+    verify_inp = make_inputs(w, device, seed=seed + 1) if check else None
+    ref = reference(verify_inp, w.causal) if check else None
     total = int(inp["cache_seqlens"].sum())
     flops, nbytes = flops_bytes(w, total)
-    ref = None
-    if check:
-        ref = mla_decode_ref(inp["q"], inp["kv_ref"], inp["block_table"], inp["cache_seqlens"], causal=w.causal)
     rows = []
     for cfg in cfgs:
         r = dict(w.to_dict(), **cfg.to_dict(), total_tokens=total)
         try:
-            call, out, lse, splits = _args(w, inp, cfg)
-            out.fill_(float("nan"))
-            lse.fill_(float("nan"))
-            call()
-            torch.cuda.synchronize()
-            r["splits"] = splits
-            if ref is not None:
-                err = ((out.float() - ref[0]).norm() / ref[0].norm()).item()
-                r["err_rel"] = err
-                if not (err < OUT_TOL) or torch.isnan(lse).any().item():
-                    r["status"] = "incorrect"
-                    rows.append(r)
+            if check:
+                chk = verify_config(KERNEL, verify_inp, ref, cfg, w.causal)
+                r["err_rel"] = chk.err_rel
+                if not chk.ok:
+                    rows.append(dict(r, status="incorrect", reason=chk.reason))
                     continue
-            t = time_cuda(call)
+            call, _, _ = make_launch(KERNEL, inp, cfg, w.causal)
+            t = time_cuda(call) if device.startswith("cuda") else time_cpu(call)
             r.update(status="ok", time_us=t.median_us, p20_us=t.p20_us, p80_us=t.p80_us, reps=t.reps,
                      gbps=nbytes / t.median_us / 1e3, tflops=flops / t.median_us / 1e6)
-        except Exception as e:
+        except Exception as e:  # compile and resource failures are rows, not crashes
             r.update(status="invalid", reason=f"{type(e).__name__}: {str(e)[:200]}")
-            torch.cuda.synchronize()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
         rows.append(r)
     return rows
 
@@ -172,7 +153,7 @@ def main():
         if best:
             print(f"{w.key():40s} best {best['time_us']:8.1f}us {best['gbps']:6.0f}GB/s {best['tflops']:6.1f}TF "
                   f"flashmla {fm_us:7.1f} ratio {best['ratio']:.2f} cfg n{best['block_n']} h{best['block_h']} "
-                  f"s{best['num_splits']}({best['splits']}) w{best['num_warps']} st{best['num_stages']} t{best['trans']} "
+                  f"s{best['num_splits']} w{best['num_warps']} st{best['num_stages']} t{best['trans']} "
                   f"f{best['qk_fp8']} bad {bad}", flush=True)
         else:
             print(f"{w.key():40s} no valid config ({bad} bad)", flush=True)

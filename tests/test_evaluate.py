@@ -86,3 +86,16 @@ def test_versus_flashmla(tmp_path):
     row = m.iloc[0]
     assert row.time_us == 80.0 and row.ratio == pytest.approx(0.5) and row.vs_sglang == pytest.approx(2.0)
     assert math.isclose(row.block_n, 32)
+
+
+def test_compare_measure_and_grid_on_cpu():
+    from mlatune import compare
+
+    cfgs = compare.grid_configs(16, grid=dict(block_n=[16, 32], block_h=[16, 64], num_splits=[1, 2], num_warps=[4],
+                                              num_stages=[1]))
+    assert cfgs and all(c.block_h == 16 for c in cfgs)  # no more rows than h_q*s_q needs
+    w = Workload(2, 40, 16, 1, page_size=16)
+    rows = compare.measure(w, cfgs[:2], device="cpu")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(0 < r["err_rel"] < 2e-2 and r["time_us"] > 0 and r["gbps"] > 0 for r in rows)
+    assert rows[0]["total_tokens"] == 80
