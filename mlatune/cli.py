@@ -84,8 +84,11 @@ def _devices(value: str | None) -> list[int] | None:
               help="Override the spec's [search] strategy.")
 @click.option("--budget", default=None, help="Override the spec's [search] budget: a count per workload (16) or a fraction (0.25).")
 @click.option("--runner", default=None, hidden=True, help="Dotted module with the kernel launcher (testing).")
+@click.option("--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="GPU: first compile every variant the plan needs in N processes (fills Triton's cache; "
+                   "compiling dominates short sweeps). 0 compiles each variant when it is first measured.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print one line per workload.")
-def sweep(spec, db, fresh, dry_run, devices, limit, strategy, budget, runner, quiet):
+def sweep(spec, db, fresh, dry_run, devices, limit, strategy, budget, runner, jobs, quiet):
     """Verify, time and store every (workload, config) pair a sweep spec asks for.
 
     SPEC is a TOML sweep spec (default sweeps/quick.toml). For each workload the search strategy picks
@@ -98,7 +101,7 @@ def sweep(spec, db, fresh, dry_run, devices, limit, strategy, budget, runner, qu
     \b
     Examples:
       mlatune sweep sweeps/quick.toml                       # CPU: through the interpreter
-      mlatune sweep sweeps/flashmla-bench.toml --db results/h200.db
+      mlatune sweep sweeps/flashmla-bench.toml --db results/h200.db --jobs 16   # compile in parallel first
       mlatune sweep sweeps/deepseek-v3.toml --devices 0,1 --limit 200
       mlatune sweep sweeps/deepseek-v3.toml --dry-run
       mlatune sweep sweeps/flashmla-bench.toml --strategy exhaustive --db results/exh.db
@@ -127,7 +130,7 @@ def sweep(spec, db, fresh, dry_run, devices, limit, strategy, budget, runner, qu
     if dry_run:
         _dry_run(sp, db)
         return
-    opts = Options(db=db, fresh=fresh, devices=devs, limit=limit)
+    opts = Options(db=db, fresh=fresh, devices=devs, limit=limit, jobs=jobs)
     if runner:
         opts.runner = runner
     from .progress import run_with_progress

@@ -6,7 +6,6 @@ import csv
 import itertools
 import json
 import math
-import multiprocessing as mp
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from .anchors import ANCHORS
 from .bench import time_cpu, time_cuda
 from .kernels import Config, check_config
-from .kernels.mla_decode import LAST_COMPILED
+from .compile import precompile
 from .verify import make_launch, reference, verify_config
 from .workload import Workload, flops_bytes, make_inputs
 
@@ -52,29 +51,6 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
         if not check_config(c, kv_format, smem_limit=232448):
             out.append(c)
     return out
-
-
-def _compile_one(item):
-    wd, cd = item
-    w = Workload(**{**wd, "batch": 2})
-    cfg = Config(**cd)
-    try:
-        inp = make_inputs(w, "cuda", seqlens=torch.full((2,), w.seqlen, dtype=torch.int32))
-        call, _, _ = make_launch(KERNEL, inp, cfg, w.causal)
-        call()
-        torch.cuda.synchronize()
-        k = LAST_COMPILED.get("split")
-        wgmma = "wgmma" in k.asm.get("ptx", "") if k is not None else None
-        return cd, wd, "ok", getattr(k, "n_regs", None), getattr(k, "n_spills", None), f"wgmma={wgmma}"
-    except Exception as e:  # compile failures are recorded, not fatal
-        return cd, wd, "invalid", None, None, f"{type(e).__name__}: {str(e)[:200]}"
-
-
-def precompile(items, jobs: int):
-    """Compile each (workload family, config) once in parallel processes; Triton's disk cache keeps the binaries."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(jobs) as pool:
-        return list(pool.imap_unordered(_compile_one, items))
 
 
 def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, device: str = "cuda") -> list[dict]:

@@ -38,6 +38,7 @@ class Options:
     limit: int | None = None  # stop after this many new measurements
     runner: str = DEFAULT_RUNNER  # dotted module with check_inputs/resolve_splits/launch, signatures as in kernels.mla_decode
     interpret: bool | None = None  # None: use the interpreter only when no GPU is available
+    jobs: int = 0  # GPU: compile the plan's variants in this many processes first (0 = compile as measured)
 
 
 @dataclass
@@ -182,6 +183,8 @@ class Sweep:
                 kernel_hash=khash, runner=opts.runner, clocks=devinfo.clocks(idx) if idx else None,
                 copy_gbps=self.ceil.get("copy_gbps"), mm_tflops=self.ceil.get("mm_tflops"), interpreted=int(interpret))
             self.khash = khash
+            if opts.jobs > 1 and not interpret and opts.runner == DEFAULT_RUNNER:
+                self._precompile(plan)
             self.emit(kind="start", plan=plan, device=s.device, interpreted=interpret, run_id=s.run_id)
             self._drive(plan)
             outcome = "limit" if s.stopped else ("failed" if s.failed else "done")
@@ -312,6 +315,21 @@ class Sweep:
             with self.lock:
                 self.winners[w] = [c for c, _ in sorted(res.full.items(), key=lambda kv: kv[1])]
         self.emit(kind="workload_done", key=item.key, best=s.best.get(item.key))
+
+    def _precompile(self, plan) -> None:
+        """Fill Triton's disk cache in parallel; a failure here only costs time (workers compile as they go)."""
+        from .compile import precompile, sweep_items
+
+        items = sweep_items(plan)
+        t0 = time.time()
+        try:
+            res = precompile(items, self.opts.jobs)
+        except Exception as e:  # noqa: BLE001
+            self.emit(kind="info", text=f"parallel compile skipped: {type(e).__name__}: {e}")
+            return
+        bad = sum(1 for r in res if r[2] != "ok")
+        self.emit(kind="info", text=f"compiled {len(res)} variants in {time.time() - t0:.0f} s with {self.opts.jobs} "
+                                    f"processes ({bad} failed; the sweep records why)")
 
     def _prepare(self, worker: Worker, item: PlanItem, tokens: dict):
         seed = (zlib.crc32(item.key.encode()) + 7919 * self.summary.run_id + int(time.time())) % (2**31)

@@ -99,3 +99,16 @@ def test_compare_measure_and_grid_on_cpu():
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all(0 < r["err_rel"] < 2e-2 and r["time_us"] > 0 and r["gbps"] > 0 for r in rows)
     assert rows[0]["total_tokens"] == 80
+
+
+def test_parallel_compile_items_cover_each_variant_once():
+    from mlatune.compile import sweep_items
+    from mlatune.spec import load_spec
+    from mlatune.sweep import make_plan
+
+    plan = make_plan(load_spec("sweeps/flashmla-bench.toml"), None)
+    items = sweep_items(plan)
+    # 8 (h_q, s_q) families x 10 configs; fixed and normal, and the three seqlens, compile the same binaries
+    assert len(items) == 80
+    assert all(w["seqlen"] <= 4096 and w["dist"] == "fixed" for w, _ in items)
+    assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 80
