@@ -12,6 +12,15 @@ from .workload import Workload, make_inputs
 
 OUT_REL_TOL = 2e-2  # relative L2 error of out vs the fp32 reference, bf16/fp16 outputs
 LSE_TOL = 1e-3  # per element: |lse - ref| <= LSE_TOL * max(1, |ref|), finite entries
+# qk_fp8 rounds q to e4m3 (3 mantissa bits) by design: measured ~2.6e-2 on the H200, so it is gated
+# looser; a sweep includes qk_fp8 configs only when its space asks for them.
+QK_FP8_OUT_REL_TOL = 5e-2
+QK_FP8_LSE_TOL = 5e-2
+
+
+def tolerances(cfg: Config) -> tuple[float, float]:
+    """(out relative L2, lse relative) tolerances for a config."""
+    return (QK_FP8_OUT_REL_TOL, QK_FP8_LSE_TOL) if cfg.qk_fp8 else (OUT_REL_TOL, LSE_TOL)
 
 
 @dataclass
@@ -32,7 +41,8 @@ def reference(inputs: dict, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return mla_decode_ref(inputs["q"], inputs["kv_ref"], inputs["block_table"], inputs["cache_seqlens"], causal=causal)
 
 
-def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse: torch.Tensor) -> Check:
+def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse: torch.Tensor,
+            out_tol: float = OUT_REL_TOL, lse_tol: float = LSE_TOL) -> Check:
     """Gate a kernel's (out, lse) against the reference; never raises on bad values."""
     o = out.float()
     nan_out = int(torch.isnan(o).sum())
@@ -43,7 +53,7 @@ def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse
     fin = torch.isfinite(ref_lse) & torch.isfinite(lse)
     lse_diff = (lse - ref_lse).abs()[fin]
     err_lse = float(lse_diff.max()) if lse_diff.numel() else 0.0
-    lse_bad = int((lse_diff > LSE_TOL * ref_lse[fin].abs().clamp_min(1.0)).sum()) if lse_diff.numel() else 0
+    lse_bad = int((lse_diff > lse_tol * ref_lse[fin].abs().clamp_min(1.0)).sum()) if lse_diff.numel() else 0
     ref_inf = torch.isinf(ref_lse)
     inf_mismatch = int(((ref_inf & ~torch.isnan(lse) & (lse != ref_lse)) | (~ref_inf & torch.isinf(lse))).sum())
     reasons = []
@@ -53,10 +63,10 @@ def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse
         reasons.append(f"{nan_lse} of {lse.numel()} lse values NaN (unwritten poison or computed NaN)")
     if int(torch.isinf(o).sum()):
         reasons.append(f"{int(torch.isinf(o).sum())} out values infinite")
-    if not math.isfinite(err_rel) or err_rel > OUT_REL_TOL:
-        reasons.append(f"out relative L2 error {err_rel:.3g} > {OUT_REL_TOL:g}")
+    if not math.isfinite(err_rel) or err_rel > out_tol:
+        reasons.append(f"out relative L2 error {err_rel:.3g} > {out_tol:g}")
     if lse_bad:
-        reasons.append(f"lse off by up to {err_lse:.3g} at {lse_bad} entries (tol {LSE_TOL:g}*max(1,|lse|))")
+        reasons.append(f"lse off by up to {err_lse:.3g} at {lse_bad} entries (tol {lse_tol:g}*max(1,|lse|))")
     if inf_mismatch:
         reasons.append(f"lse inf positions differ from the reference at {inf_mismatch} entries")
     if nan_out or nan_lse:
@@ -97,4 +107,4 @@ def verify_config(runner, inputs: dict, ref: tuple, cfg: Config, causal: bool) -
     fn()
     if q.is_cuda:
         torch.cuda.synchronize(q.device)
-    return compare(out, lse, *ref)
+    return compare(out, lse, *ref, *tolerances(cfg))

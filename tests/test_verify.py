@@ -60,3 +60,15 @@ def test_compare_empty_rows():
     bad = ref_lse.clone()
     bad[0, 3, 0] = 1.0
     assert "inf positions" in compare(out.bfloat16(), bad, out, ref_lse).reason
+
+
+def test_qk_fp8_configs_get_the_looser_documented_gate():
+    from mlatune.verify import LSE_TOL, OUT_REL_TOL, QK_FP8_LSE_TOL, QK_FP8_OUT_REL_TOL, tolerances
+
+    assert tolerances(Config(32, 16, 1, 4, 1)) == (OUT_REL_TOL, LSE_TOL)
+    assert tolerances(Config(32, 16, 1, 4, 1, qk_fp8=1)) == (QK_FP8_OUT_REL_TOL, QK_FP8_LSE_TOL)
+    ref_out = torch.randn(2, 1, 4, 512)
+    ref_lse = torch.rand(2, 4, 1) + 2
+    out = ref_out * 1.03  # 3% off: fails the bf16 gate, passes the qk_fp8 one
+    assert not compare(out, ref_lse, ref_out, ref_lse).ok
+    assert compare(out, ref_lse, ref_out, ref_lse, QK_FP8_OUT_REL_TOL, QK_FP8_LSE_TOL).ok
