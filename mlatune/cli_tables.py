@@ -25,10 +25,10 @@ def _results(db):
         raise click.ClickException(f"{exc}; run `mlatune sweep` first or pass --db") from None
 
 
-def _tables(db, sweep, allow_interpreted, kernel_hash, baseline=()):
+def _tables(db, sweep, allow_interpreted, kernel_hash):
     df = _results(db)
     try:
-        tables = tbl.build_tables(df, sweep, kernel_hash or tbl.INSTALLED, allow_interpreted, baseline)
+        tables = tbl.build_tables(df, sweep, kernel_hash or tbl.INSTALLED, allow_interpreted)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if not tables:
@@ -54,12 +54,10 @@ def register(main: click.Group) -> None:
     @click.option("--out", default="results/configs", show_default=True, type=click.Path(file_okay=False),
                   help="Folder for the tables; <out>/<DEVICE>/mla_decode_<kv>_p<page>_h<h_q>_s<s_q>.json.")
     @click.option("--sweep", multiple=True, help="Only use measurements from this sweep (its spec name); repeat for several.")
-    @click.option("--baseline", multiple=True, help="A sweep of the default config (e.g. defaults): its times give each "
-                  "entry's speedup over the default; its rows are never picked. Repeatable.")
     @click.option("--allow-interpreted", is_flag=True,
                   help="Also use Triton-interpreter timings (CPU). Only for testing the pipeline: they say nothing about GPU speed.")
     @click.option("--kernel-hash", default=None, help=HASH_HELP)
-    def export_cmd(db, out, sweep, baseline, allow_interpreted, kernel_hash):
+    def export_cmd(db, out, sweep, allow_interpreted, kernel_hash):
         """Write tuned config tables from the sweep database.
 
         For every (device, KV format, page size, h_q, s_q) measured, one JSON table with an entry per
@@ -74,10 +72,10 @@ def register(main: click.Group) -> None:
 
         \b
         Example:
-          mlatune export --sweep deepseek-v3 --sweep flashmla-bench --baseline defaults
+          mlatune export --sweep deepseek-v3 --sweep flashmla-bench --sweep defaults
           mlatune check-table results/configs/*/*.json
         """
-        tables = _tables(db, sweep, allow_interpreted, kernel_hash, baseline)
+        tables = _tables(db, sweep, allow_interpreted, kernel_hash)
         for path, t in zip(tbl.write_tables(tables, out), tables):
             note = "  (interpreter timings)" if t["interpreted"] else ""
             click.echo(f"wrote {path}: {len(t['entries'])} entries, batches {t['batches']}, seqlens {t['seqlens']}{note}")

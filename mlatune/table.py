@@ -148,13 +148,9 @@ def _family_table(g: pd.DataFrame) -> dict | None:
     failed = {(int(r.batch), int(r.seqlen), r.cfg) for r in g[g["status"] != "ok"].itertuples()}
     firsts = g.drop_duplicates("cfg")
     configs = {k: Config(**{n: int(firsts[n].iloc[i]) for n in KNOBS}) for i, k in enumerate(firsts["cfg"])}
+    agg = _per_bucket(g)
     default_key = _cfg_key(default_config(h_q, s_q))
-    base = g["baseline"] if "baseline" in g else pd.Series(False, index=g.index)
-    all_agg = _per_bucket(g)
-    default_rows = all_agg[all_agg["cfg"] == default_key].set_index(list(BUCKET))
-    agg = _per_bucket(g[~base]) if base.any() else all_agg  # baseline rows give speedups, never picks
-    if agg.empty:
-        return None
+    default_rows = agg[agg["cfg"] == default_key].set_index(list(BUCKET))
     usable = agg[[c not in banned and (int(b), int(l), c) not in failed
                   for b, l, c in zip(agg["batch"], agg["seqlen"], agg["cfg"])]]
     if usable.empty:
@@ -191,17 +187,12 @@ def _family_table(g: pd.DataFrame) -> dict | None:
 
 
 def build_tables(df: pd.DataFrame, sweep: str | list[str] | tuple | None = None, kernel_hash: str | None = INSTALLED,
-                 allow_interpreted: bool = False, baseline: list[str] | tuple = ()) -> list[dict]:
+                 allow_interpreted: bool = False) -> list[dict]:
     """One table dict per (device, kernel hash, kv_format, page_size, h_q, s_q), in sorted order.
 
     df has one row per measurement (the columns of mlatune.store.results). kernel_hash=INSTALLED keeps
-    rows of the installed kernels only; None keeps all, but two hashes for one table file is an error.
-    Rows of the `baseline` sweeps only supply the default config's time (for speedups); they are never picked."""
-    baseline = [baseline] if isinstance(baseline, str) else list(baseline)
-    if sweep and baseline:
-        sweep = ([sweep] if isinstance(sweep, str) else list(sweep)) + baseline
+    rows of the installed kernels only; None keeps all, but two hashes for one table file is an error."""
     df = filter_rows(df, sweep, kernel_hash, allow_interpreted).copy()
-    df["baseline"] = df["sweep"].isin(baseline)
     if df.empty:
         return []
     for n, v in Config().to_dict().items():  # knobs Config gained after these rows were measured
