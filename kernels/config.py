@@ -83,6 +83,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"num_stages={cfg.num_stages}: must be in [1, 6]")
     if cfg.trans not in (0, 1):
         bad.append(f"trans={cfg.trans}: must be 0 or 1")
+    elif cfg.trans and kv_format != "bf16":
+        bad.append(f"trans=1 is for bf16/fp16 caches only, not {kv_format!r}")
     if cfg.qk_fp8 not in (0, 1):
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
@@ -121,7 +123,7 @@ def source_hash() -> str:
 
     md = importlib.import_module(__package__ + ".mla_decode")  # the module; the package re-exports a function of that name
 
-    parts = [md._split_kernel.fn, md._combine_kernel.fn, md.launch, md.split_length, md.resolve_splits, md.kv_views,
+    parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._combine_kernel.fn, md.launch, md.split_length, md.resolve_splits, md.kv_views,
              auto_splits, Config, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:

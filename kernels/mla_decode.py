@@ -18,6 +18,26 @@ LAST_COMPILED: dict = {}  # the last compiled split kernel, for register/spill r
 LOG2E = 1.0 / LN2
 
 
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+INTERPRETED = tl.constexpr(interpreted())  # the interpreter runs no inline asm
+
+
+@triton.jit
+def _e4m3_to_f16(x):
+    """uint8 e4m3 bit patterns -> float16, exactly. On the GPU one cvt per pair, as inline asm with side
+    effects: Triton then converts right after the load instead of fusing the upcast into the MMA operand
+    load, which reads shared memory byte by byte."""
+    if INTERPRETED:
+        return x.to(tl.float8e4nv, bitcast=True).to(tl.float16)
+    else:
+        return tl.inline_asm_elementwise(
+            "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.rn.f16x2.e4m3x2 $0, lo; cvt.rn.f16x2.e4m3x2 $1, hi; }",
+            "=r,=r,r", [x], dtype=tl.float16, is_pure=False, pack=4)
+
+
 @triton.jit(do_not_specialize=["num_splits"])
 def _split_kernel(
     Q, KV, KR, KS, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
@@ -66,12 +86,22 @@ def _split_kernel(
     if KV_FORMAT == 1:
         qk_scale = qk_scale * tl.load(KSCALE)
 
-    if QK_FP8:
-        # q to e4m3 with one scale per row (token, head); QK^T then runs on fp8 tensor cores.
+    # fp8 caches run their matmuls in fp16: e4m3 -> fp16 is exact and one instruction per pair (bf16 takes
+    # a bit-twiddling sequence), and fp16 keeps 3 more mantissa bits of P. q gets a power-of-two scale per row
+    # that keeps it inside fp16's range; the scale is undone on the scores.
+    cdt = dtype
+    if KV_FORMAT != 0:
+        cdt = tl.float16
         amax = tl.maximum(tl.max(tl.abs(q.to(tl.float32)), 1), tl.max(tl.abs(qr.to(tl.float32)), 1))
-        q_scale = tl.maximum(amax, 1e-12) / 448.0
-        q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
-        qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+        if QK_FP8:
+            # q to e4m3 with one scale per row (token, head); QK^T then runs on fp8 tensor cores.
+            q_scale = tl.maximum(amax, 1e-12) / 448.0
+            q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+            qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
+        else:
+            q_scale = tl.maximum(tl.exp2(tl.ceil(tl.log2(tl.maximum(amax, 1e-30) / 32768.0))), 1.0)
+            q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float16)
+            qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float16)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
@@ -94,26 +124,35 @@ def _split_kernel(
         slot = (t % PAGE).to(tl.int64)
         k_off = blk * stride_kb + slot * stride_kt
         r_off = blk * stride_rb + slot * stride_rt
-        kn = tl.load(KV + k_off[:, None] + dv[None, :], mask=t_ok[:, None], other=0.0)
-        kr = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0)
-        if KV_FORMAT == 2:
-            s_off = blk * stride_sb + slot * stride_st
-            sc = tl.load(KS + s_off[:, None] + tl.arange(0, 4)[None, :], mask=t_ok[:, None], other=0.0)
-            kn = tl.reshape(tl.reshape(kn.to(tl.float32), (BLOCK_N, 4, DV // 4)) * sc[:, :, None], (BLOCK_N, DV))
-        if QK_FP8:
+        if KV_FORMAT == 0:
+            kn = tl.load(KV + k_off[:, None] + dv[None, :], mask=t_ok[:, None], other=0.0)
+            kr = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0)
             kq = kn
             krq = kr
         else:
-            kq = kn.to(dtype)
-            krq = kr.to(dtype)
-        kn = kn.to(dtype)
+            k8 = tl.load(KV + k_off[:, None] + dv[None, :], mask=t_ok[:, None], other=0)  # uint8 e4m3
+            kn = _e4m3_to_f16(k8)
+            if KV_FORMAT == 2:
+                # FlashMLA layout: one power-of-two scale per 128 dims (exact in fp16); the rope is bf16
+                s_off = blk * stride_sb + slot * stride_st
+                sc = tl.load(KS + s_off[:, None] + tl.arange(0, 4)[None, :], mask=t_ok[:, None], other=0.0)
+                kn = tl.reshape(tl.reshape(kn, (BLOCK_N, 4, DV // 4)) * sc.to(tl.float16)[:, :, None], (BLOCK_N, DV))
+                kr = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0).to(tl.float16)
+                kq = kn
+                krq = kr
+            else:
+                kr8 = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0)
+                if QK_FP8:
+                    kq = k8.to(tl.float8e4nv, bitcast=True)
+                    krq = kr8.to(tl.float8e4nv, bitcast=True)
+                else:
+                    kq = kn
+                    krq = _e4m3_to_f16(kr8)
 
         if TRANS:
             st = tl.dot(kq, qt)
             st = tl.dot(krq, qrt, st)
-            s = st * qk_scale  # [BLOCK_N, BLOCK_H]
-            if QK_FP8:
-                s = s * q_scale[None, :]
+            s = st * qk_scale  # [BLOCK_N, BLOCK_H]; bf16/fp16 caches only
             keep = t_ok[:, None]
             if CAUSAL:
                 keep = keep & (t[:, None] < limit[None, :])
@@ -124,12 +163,12 @@ def _split_kernel(
             p = tl.exp2(s - m_use[None, :])
             l_i = l_i * alpha + tl.sum(p, 0)
             acc = acc * alpha[None, :]
-            acc = tl.dot(tl.trans(kn), p.to(dtype), acc)
+            acc = tl.dot(tl.trans(kn), p.to(cdt), acc)
         else:
             qk = tl.dot(q, tl.trans(kq))
             qk = tl.dot(qr, tl.trans(krq), qk)
             s = qk * qk_scale  # [BLOCK_H, BLOCK_N]
-            if QK_FP8:
+            if KV_FORMAT != 0:
                 s = s * q_scale[:, None]
             keep = t_ok[None, :]
             if CAUSAL:
@@ -141,7 +180,7 @@ def _split_kernel(
             p = tl.exp2(s - m_use[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
             acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(dtype), kn, acc)
+            acc = tl.dot(p.to(cdt), kn, acc)
         m_i = m_new
 
     if TRANS:
@@ -201,10 +240,6 @@ def _combine_kernel(
     m_use = tl.where(m == float("-inf"), 0.0, m)
     lse = tl.where(empty, float("inf"), (m_use + tl.log2(tl.where(empty, 1.0, denom))) * 0.6931471805599453)
     tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx + tl.arange(0, 1), lse)
-
-
-def interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 if interpreted():
@@ -333,15 +368,16 @@ def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: 
 
 
 def kv_views(kv_cache: torch.Tensor, fmt: str):
-    """(main, rope, scales) views of the cache and their (block, token) strides, in elements."""
-    if fmt != "fp8_flashmla":
-        main = kv_cache
-        rope = kv_cache[..., D_LATENT:]
-        scales = kv_cache
-    else:
-        main = kv_cache.view(torch.float8_e4m3fn)[..., :D_LATENT]
-        scales = kv_cache.view(torch.float32)[..., D_LATENT // 4 : D_LATENT // 4 + 4]
-        rope = kv_cache.view(torch.bfloat16)[..., (D_LATENT + 16) // 2 :]
+    """(main, rope, scales) views of the cache and their (block, token) strides, in elements. fp8 values are
+    viewed as uint8: the kernel converts the bit patterns itself."""
+    if fmt == "bf16":
+        return kv_cache, kv_cache[..., D_LATENT:], kv_cache
+    if fmt == "fp8":
+        main = kv_cache.view(torch.uint8)
+        return main, main[..., D_LATENT:], kv_cache
+    main = kv_cache[..., :D_LATENT]
+    scales = kv_cache.view(torch.float32)[..., D_LATENT // 4 : D_LATENT // 4 + 4]
+    rope = kv_cache.view(torch.bfloat16)[..., (D_LATENT + 16) // 2 :]
     return main, rope, scales
 
 

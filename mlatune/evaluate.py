@@ -1,5 +1,5 @@
-"""How good the tuned tables are, from an exhaustive sweep database: tables against the best fixed config, and
-the runtime's table lookup against the per-shape best (oracle) on shapes outside the tuning grid."""
+"""How good the tuned tables are, from a sweep database: tables against the best fixed config, the runtime's
+table lookup against the per-shape best (oracle) on shapes outside the tuning grid, and fp8 caches against bf16."""
 from __future__ import annotations
 
 import math
@@ -43,19 +43,19 @@ def _table_time(df: pd.DataFrame, tables_dir: Path) -> pd.DataFrame:
 
 
 def fixed_vs_tables(db, tables_dir, sweeps) -> pd.DataFrame:
-    """Per (h_q, s_q) family: the single config with the best geomean time over the family's grid workloads
+    """Per table family (kv format, page, h_q, s_q): the single config with the best geomean time over the family's grid workloads
     (among configs measured on all of them) against the tables' picks."""
     df = _ok(results(db))
     df = df[df.sweep.isin(sweeps)]
     picked = _table_time(df, Path(tables_dir))
     out = []
-    for (h, s), g in df.groupby(["h_q", "s_q"]):
+    for (fmt, page, h, s), g in df.groupby(["kv_format", "page_size", "h_q", "s_q"]):  # one table's family
         n = g.groupby(SHAPE).ngroups
         cover = g.groupby("cfg").filter(lambda c: c.groupby(SHAPE).ngroups == n)
         score = cover.groupby("cfg").time_us.apply(lambda x: _geomean(x))
         best = score.idxmin()
         fixed = g[g.cfg == best].set_index(SHAPE).time_us
-        p = picked[(picked.h_q == h) & (picked.s_q == s)].set_index(SHAPE)
+        p = picked[(picked.kv_format == fmt) & (picked.page_size == page) & (picked.h_q == h) & (picked.s_q == s)].set_index(SHAPE)
         for k, r in p.iterrows():
             out.append(dict(zip(SHAPE, k), fixed_cfg=best, fixed_us=float(fixed.loc[k]), table_us=r.table_us,
                             oracle_us=r.oracle_us, speedup=float(fixed.loc[k]) / r.table_us))
@@ -67,6 +67,22 @@ def runtime_vs_oracle(db, tables_dir, sweeps) -> pd.DataFrame:
     p = _table_time(df[df.sweep.isin(sweeps)], Path(tables_dir))
     p["of_oracle"] = p.oracle_us / p.table_us
     return p
+
+
+def fp8_vs_bf16(db) -> pd.DataFrame:
+    """Per workload measured with an fp8 cache: the best time per format next to the best bf16 time on the same
+    shape, and for the per-tensor format the best with and without qk_fp8."""
+    df = _ok(results(db))
+    shape = [k for k in SHAPE if k != "kv_format"]
+    best = df.groupby(shape + ["kv_format"]).time_us.min().unstack("kv_format")
+    fp8 = df[df.kv_format == "fp8"]
+    for flag in (0, 1):
+        best[f"fp8_qk{flag}"] = fp8[fp8.qk_fp8 == flag].groupby(shape).time_us.min()
+    best = best.dropna(subset=["bf16"]).dropna(subset=["fp8", "fp8_flashmla"], how="all").reset_index()
+    for f in ("fp8", "fp8_flashmla"):
+        if f in best:
+            best[f"{f}_over_bf16"] = best[f] / best["bf16"]
+    return best
 
 
 def main() -> None:
@@ -82,7 +98,7 @@ def main() -> None:
     pd.set_option("display.width", 200)
     f = fixed_vs_tables(a.db, a.tables, a.grid)
     fm = f.dropna(subset=["speedup"])
-    print(f"(a) tables vs best fixed config per (h_q, s_q), {len(fm)} grid workloads "
+    print(f"(a) tables vs best fixed config per table family, {len(fm)} grid workloads "
           f"({len(f) - len(fm)} whose pick was not measured there): geomean speedup {_geomean(fm.speedup):.3f}, "
           f"worst {fm.speedup.min():.3f}")
     print(f.sort_values("speedup").head(5)[SHAPE[:4] + ["dist", "fixed_cfg", "fixed_us", "table_us", "speedup"]].to_string(index=False))
@@ -91,9 +107,15 @@ def main() -> None:
     print(f"(b) runtime lookup vs per-shape best on {len(om)} off-grid workloads ({len(o) - len(om)} whose pick was "
           f"not measured there): geomean {_geomean(om.of_oracle):.3f} of oracle speed, worst {om.of_oracle.min():.3f}")
     print(o.sort_values("of_oracle")[SHAPE[:4] + ["dist", "picked", "table_us", "oracle_us", "of_oracle"]].to_string(index=False))
+    v = fp8_vs_bf16(a.db)
+    if len(v):
+        print(f"(c) fp8 caches: best time over the best bf16 time on {len(v)} shapes: per-tensor geomean "
+              f"{_geomean(v.fp8_over_bf16.dropna()):.3f}, FlashMLA layout {_geomean(v.fp8_flashmla_over_bf16.dropna()):.3f}")
+        print(v.round(3).to_string(index=False))
     if a.csv:
         f.to_csv(a.csv + "_fixed.csv", index=False)
         o.to_csv(a.csv + "_offgrid.csv", index=False)
+        v.to_csv(a.csv + "_fp8.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,30 @@ def test_parallel_compile_items_cover_each_variant_once():
     assert len(items) == 80
     assert all(w["seqlen"] <= 4096 and w["dist"] == "fixed" for w, _ in items)
     assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 80
+
+
+def test_fp8_vs_bf16_and_families_by_format(tmp_path):
+    """fp8 workloads are compared with bf16 on the same shape, and the fixed-config search keeps each
+    kv format's table family apart."""
+    ws = [Workload(128, 4096, 16, 1, kv_format=f, dist="fixed") for f in ("bf16", "fp8", "fp8_flashmla")]
+    db = tmp_path / "f.db"
+    st = Store(db)
+    run = st.start_run(sweep="grid", device="NVIDIA H200", torch="t", triton="tr", kernel_hash=source_hash(), interpreted=0)
+    times = {("bf16", 0): 100.0, ("fp8", 0): 80.0, ("fp8", 1): 60.0, ("fp8_flashmla", 0): 120.0}
+    for w in ws:
+        for qk in ((0, 1) if w.kv_format == "fp8" else (0,)):
+            c = Config(64, 16, 4, 4, 2, qk_fp8=qk)
+            t = times[(w.kv_format, qk)]
+            st.record(run, "NVIDIA H200", source_hash(), w, wkey(w), c, "ok", time_us=t, p20_us=t, p80_us=t, reps=20,
+                      fidelity=1, gbps=1.0, tflops=1.0, err_rel=1e-3, interpreted=0)
+    st.finish_run(run, "done")
+    v = evaluate.fp8_vs_bf16(db)
+    assert len(v) == 1
+    r = v.iloc[0]
+    assert (r.bf16, r.fp8, r.fp8_qk0, r.fp8_qk1, r.fp8_flashmla) == (100.0, 60.0, 80.0, 60.0, 120.0)
+    assert r.fp8_over_bf16 == pytest.approx(0.6) and r.fp8_flashmla_over_bf16 == pytest.approx(1.2)
+    out = tmp_path / "configs"
+    tbl.write_tables(tbl.build_tables(results(db), sweep="grid"), out)
+    f = evaluate.fixed_vs_tables(db, out, ["grid"])
+    assert sorted(f.kv_format) == ["bf16", "fp8", "fp8_flashmla"]
+    assert f.set_index("kv_format").fixed_us.to_dict() == {"bf16": 100.0, "fp8": 60.0, "fp8_flashmla": 120.0}

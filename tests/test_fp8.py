@@ -261,22 +261,23 @@ def test_quantizers_accept_fp16_fp32(dtype, seed):
 
 # --- Kernel on fp8 caches ---------------------------------------------------------------------------
 FP8_KERNEL_CASES = [
-    # format, page, trans, splits, q dtype
-    ("fp8", 16, 0, 1, torch.bfloat16),
-    ("fp8", 16, 1, 3, torch.bfloat16),
-    ("fp8", 1, 0, 2, torch.float16),
-    ("fp8_flashmla", 16, 0, 2, torch.bfloat16),
-    ("fp8_flashmla", 64, 1, 1, torch.bfloat16),
-    ("fp8_flashmla", 16, 0, 1, torch.float16),
+    # format, page, block_h, splits, q dtype
+    ("fp8", 16, 16, 1, torch.bfloat16),
+    ("fp8", 16, 64, 3, torch.bfloat16),
+    ("fp8", 1, 16, 2, torch.float16),
+    ("fp8_flashmla", 16, 16, 2, torch.bfloat16),
+    ("fp8_flashmla", 64, 64, 1, torch.bfloat16),
+    ("fp8_flashmla", 16, 16, 1, torch.float16),
+    ("fp8", 64, 64, 2, torch.float16),
 ]
 
 
-@pytest.mark.parametrize("fmt,page,trans,splits,dtype", FP8_KERNEL_CASES,
-                         ids=[f"{c[0]}-p{c[1]}-t{c[2]}-s{c[3]}-{str(c[4])[6:]}" for c in FP8_KERNEL_CASES])
-def test_kernel_fp8(fmt, page, trans, splits, dtype, seed):
+@pytest.mark.parametrize("fmt,page,block_h,splits,dtype", FP8_KERNEL_CASES,
+                         ids=[f"{c[0]}-p{c[1]}-h{c[2]}-s{c[3]}-{str(c[4])[6:]}" for c in FP8_KERNEL_CASES])
+def test_kernel_fp8(fmt, page, block_h, splits, dtype, seed):
     seqlens = [0, 1, 15, 17, 90] if page < 64 else [0, 1, 63, 65]
     case = make_case(seqlens, h_q=8, s_q=2, page=page, dtype=dtype, kv_format=fmt, seed=seed)
-    cfg = Config(block_n=16 if page == 1 else 32, block_h=16, num_splits=splits, num_warps=4, trans=trans)
+    cfg = Config(block_n=16 if page == 1 else 32, block_h=block_h, num_splits=splits, num_warps=4 if block_h == 16 else 8)
     out, lse, got_splits = run_poisoned(case, cfg, causal=True)
     assert splits <= got_splits <= 256 and out.dtype == dtype
     # 1) the kernel's own error: reference on the dequantized cache
@@ -287,6 +288,16 @@ def test_kernel_fp8(fmt, page, trans, splits, dtype, seed):
                    tag=f"{fmt} vs original bf16")
     assert errs["out_global"] < QUANT_OUT_GLOBAL_TOL, errs
     assert errs["out_global"] > 1e-3  # the cache really was quantized
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "fp8_flashmla"])
+def test_kernel_fp8_q_beyond_fp16_range(fmt, seed):
+    """fp8 caches run their matmuls in fp16, whose range ends at 65504: q rows get a power-of-two scale that
+    keeps them inside it. q at ~3e5 (bf16 holds it) must still match the fp32 reference."""
+    case = make_case([40, 0, 77], h_q=16, s_q=1, page=16, kv_format=fmt, q_scale=3e5, seed=seed)
+    assert case.q.float().abs().max() > 65504
+    out, lse, _ = run_poisoned(case, Config(block_n=32, block_h=16, num_splits=2, num_warps=4), softmax_scale=1e-5)
+    compare(out, lse, *reference(case, softmax_scale=1e-5), OUT_TOL, LSE_TOL, tag=f"{fmt} large q")
 
 
 def test_kernel_fp8_public_entry_float_k_scale(seed):
@@ -312,6 +323,8 @@ def test_qk_fp8_config_rules():
     assert check_config(cfg, "fp8") == []
     for fmt in ("bf16", "fp8_flashmla"):
         assert any("qk_fp8" in r for r in check_config(cfg, fmt))
+    for fmt in ("fp8", "fp8_flashmla"):  # the transposed form is bf16-only
+        assert any("trans=1" in r for r in check_config(Config(block_n=32, block_h=16, num_warps=4, trans=1), fmt))
     assert any("qk_fp8" in r for r in check_config(Config(qk_fp8=2), "fp8"))
 
 
@@ -329,10 +342,10 @@ def test_qk_fp8_accuracy_cost(seed):
 @pytest.mark.xfail(interpreted(), strict=True, reason=(
     "Triton 3.6 interpreter bug: _convert_float's fp32->fp8e4nv cast drops the mantissa carry "
     "(1.99 -> 1.0, -7.85 -> -4.0), rounds ties up, and wraps values over 448 (500 -> 256)"))
-@pytest.mark.parametrize("trans,splits", [(0, 1), (1, 2)])
-def test_kernel_qk_fp8(trans, splits, seed):
+@pytest.mark.parametrize("block_h,splits", [(16, 1), (64, 2)])
+def test_kernel_qk_fp8(block_h, splits, seed):
     case = make_case([0, 1, 40, 90], h_q=8, s_q=2, page=16, kv_format="fp8", seed=seed)
-    cfg = Config(block_n=32, block_h=16, num_splits=splits, num_warps=4, trans=trans, qk_fp8=1)
+    cfg = Config(block_n=32, block_h=block_h, num_splits=splits, num_warps=4 if block_h == 16 else 8, qk_fp8=1)
     out, lse, _ = run_poisoned(case, cfg, causal=True)
     # the kernel's own error: reference with the same per-row e4m3 q, on the dequantized cache
     compare(out, lse, *reference(case, causal=True, q=quantize_q_rows(case.q)), OUT_TOL, QKFP8_LSE_TOL, tag="qk_fp8")
