@@ -38,6 +38,31 @@ def _e4m3_to_f16(x):
             "=r,=r,r", [x], dtype=tl.float16, is_pure=False, pack=4)
 
 
+@triton.jit
+def _q_chunk(Q, q_off, row_ok, c: tl.constexpr, q_scale, QK_FP8: tl.constexpr):
+    """Dims [128c, 128c + 128) of the q rows, scaled per row, in the fp8 path's MMA type."""
+    dc = tl.arange(0, 128)
+    x = tl.load(Q + q_off[:, None] + c * 128 + dc[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
+    x = x / q_scale[:, None]
+    if QK_FP8:
+        return x.to(tl.float8e4nv)
+    else:
+        return x.to(tl.float16)
+
+
+@triton.jit
+def _k_chunk(KV, KS, k_off, s_off, t_ok, c: tl.constexpr, KV_FORMAT: tl.constexpr):
+    """Dims [128c, 128c + 128) of an fp8 KV tile: the raw bytes and their fp16 values (with the FlashMLA
+    layout's per-128 scale applied)."""
+    dc = tl.arange(0, 128)
+    k8 = tl.load(KV + k_off[:, None] + c * 128 + dc[None, :], mask=t_ok[:, None], other=0)
+    k = _e4m3_to_f16(k8)
+    if KV_FORMAT == 2:
+        sc = tl.load(KS + s_off + c, mask=t_ok, other=0.0)
+        k = k * sc.to(tl.float16)[:, None]
+    return k8, k
+
+
 @triton.jit(do_not_specialize=["num_splits"])
 def _split_kernel(
     Q, KV, KR, KS, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
@@ -100,8 +125,13 @@ def _split_kernel(
             qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float8e4nv)
         else:
             q_scale = tl.maximum(tl.exp2(tl.ceil(tl.log2(tl.maximum(amax, 1e-30) / 32768.0))), 1.0)
-            q = (q.to(tl.float32) / q_scale[:, None]).to(tl.float16)
             qr = (qr.to(tl.float32) / q_scale[:, None]).to(tl.float16)
+        # fp8 tiles are converted 128 dims at a time, each chunk with its own QK^T partial dot and PV
+        # accumulator: the side-effecting conversions keep the chunks in order, so one is live at a time.
+        q0 = _q_chunk(Q, q_off, row_ok, 0, q_scale, QK_FP8)
+        q1 = _q_chunk(Q, q_off, row_ok, 1, q_scale, QK_FP8)
+        q2 = _q_chunk(Q, q_off, row_ok, 2, q_scale, QK_FP8)
+        q3 = _q_chunk(Q, q_off, row_ok, 3, q_scale, QK_FP8)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_H], tl.float32)
@@ -111,6 +141,11 @@ def _split_kernel(
         acc = tl.zeros([DV, BLOCK_H], tl.float32)
         qt = tl.trans(q)
         qrt = tl.trans(qr)
+    elif KV_FORMAT != 0:
+        acc0 = tl.zeros([BLOCK_H, DV // 4], tl.float32)
+        acc1 = tl.zeros([BLOCK_H, DV // 4], tl.float32)
+        acc2 = tl.zeros([BLOCK_H, DV // 4], tl.float32)
+        acc3 = tl.zeros([BLOCK_H, DV // 4], tl.float32)
     else:
         acc = tl.zeros([BLOCK_H, DV], tl.float32)
 
@@ -130,24 +165,30 @@ def _split_kernel(
             kq = kn
             krq = kr
         else:
-            k8 = tl.load(KV + k_off[:, None] + dv[None, :], mask=t_ok[:, None], other=0)  # uint8 e4m3
-            kn = _e4m3_to_f16(k8)
-            if KV_FORMAT == 2:
-                # FlashMLA layout: one power-of-two scale per 128 dims (exact in fp16); the rope is bf16
-                s_off = blk * stride_sb + slot * stride_st
-                sc = tl.load(KS + s_off[:, None] + tl.arange(0, 4)[None, :], mask=t_ok[:, None], other=0.0)
-                kn = tl.reshape(tl.reshape(kn, (BLOCK_N, 4, DV // 4)) * sc.to(tl.float16)[:, :, None], (BLOCK_N, DV))
-                kr = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0).to(tl.float16)
-                kq = kn
-                krq = kr
+            s_off = blk * stride_sb + slot * stride_st
+            k8_0, k0 = _k_chunk(KV, KS, k_off, s_off, t_ok, 0, KV_FORMAT)
+            k8_1, k1 = _k_chunk(KV, KS, k_off, s_off, t_ok, 1, KV_FORMAT)
+            k8_2, k2 = _k_chunk(KV, KS, k_off, s_off, t_ok, 2, KV_FORMAT)
+            k8_3, k3 = _k_chunk(KV, KS, k_off, s_off, t_ok, 3, KV_FORMAT)
+            if KV_FORMAT == 2:  # FlashMLA layout: the rope is bf16
+                krq = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0.0).to(tl.float16)
             else:
                 kr8 = tl.load(KR + r_off[:, None] + dr[None, :], mask=t_ok[:, None], other=0)
                 if QK_FP8:
-                    kq = k8.to(tl.float8e4nv, bitcast=True)
                     krq = kr8.to(tl.float8e4nv, bitcast=True)
                 else:
-                    kq = kn
                     krq = _e4m3_to_f16(kr8)
+            if QK_FP8:
+                qk = tl.dot(q0, tl.trans(k8_0.to(tl.float8e4nv, bitcast=True)))
+                qk = tl.dot(q1, tl.trans(k8_1.to(tl.float8e4nv, bitcast=True)), qk)
+                qk = tl.dot(q2, tl.trans(k8_2.to(tl.float8e4nv, bitcast=True)), qk)
+                qk = tl.dot(q3, tl.trans(k8_3.to(tl.float8e4nv, bitcast=True)), qk)
+            else:
+                qk = tl.dot(q0, tl.trans(k0))
+                qk = tl.dot(q1, tl.trans(k1), qk)
+                qk = tl.dot(q2, tl.trans(k2), qk)
+                qk = tl.dot(q3, tl.trans(k3), qk)
+            qk = tl.dot(qr, tl.trans(krq), qk)
 
         if TRANS:
             st = tl.dot(kq, qt)
@@ -165,8 +206,9 @@ def _split_kernel(
             acc = acc * alpha[None, :]
             acc = tl.dot(tl.trans(kn), p.to(cdt), acc)
         else:
-            qk = tl.dot(q, tl.trans(kq))
-            qk = tl.dot(qr, tl.trans(krq), qk)
+            if KV_FORMAT == 0:
+                qk = tl.dot(q, tl.trans(kq))
+                qk = tl.dot(qr, tl.trans(krq), qk)
             s = qk * qk_scale  # [BLOCK_H, BLOCK_N]
             if KV_FORMAT != 0:
                 s = s * q_scale[:, None]
@@ -179,26 +221,38 @@ def _split_kernel(
             alpha = tl.exp2(m_i - m_use)
             p = tl.exp2(s - m_use[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(cdt), kn, acc)
+            if KV_FORMAT == 0:
+                acc = tl.dot(p.to(cdt), kn, acc * alpha[:, None])
+            else:
+                pc = p.to(cdt)
+                acc0 = tl.dot(pc, k0, acc0 * alpha[:, None])
+                acc1 = tl.dot(pc, k1, acc1 * alpha[:, None])
+                acc2 = tl.dot(pc, k2, acc2 * alpha[:, None])
+                acc3 = tl.dot(pc, k3, acc3 * alpha[:, None])
         m_i = m_new
 
     if TRANS:
         acc = tl.trans(acc)
     empty = l_i == 0.0
-    o = acc / tl.where(empty, 1.0, l_i)[:, None]
+    inv = 1.0 / tl.where(empty, 1.0, l_i)
     if KV_FORMAT == 1:
-        o = o * tl.load(KSCALE)
+        inv = inv * tl.load(KSCALE)
     lse2 = tl.where(empty, float("-inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i)))
     if ONE_SPLIT:
-        o_off = b * stride_ob + s_idx.to(tl.int64) * stride_os + h_idx.to(tl.int64) * stride_oh
-        tl.store(OUT + o_off[:, None] + dv[None, :], o.to(OUT.dtype.element_ty), mask=row_ok[:, None])
+        o_ptr = OUT + (b * stride_ob + s_idx.to(tl.int64) * stride_os + h_idx.to(tl.int64) * stride_oh)[:, None]
         lse = tl.where(empty, float("inf"), lse2 * 0.6931471805599453)
         tl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=row_ok)
     else:
-        p_off = b * stride_opb + rows.to(tl.int64) * stride_opr + split * stride_ops
-        tl.store(OP + p_off[:, None] + dv[None, :], o, mask=row_ok[:, None])
+        o_ptr = OP + (b * stride_opb + rows.to(tl.int64) * stride_opr + split * stride_ops)[:, None]
         tl.store(LP + b * stride_lpb + rows.to(tl.int64) * stride_lpr + split, lse2, mask=row_ok)
+    if KV_FORMAT == 0:
+        tl.store(o_ptr + dv[None, :], (acc * inv[:, None]).to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
+    else:
+        dc = tl.arange(0, DV // 4)[None, :]
+        tl.store(o_ptr + dc, (acc0 * inv[:, None]).to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(o_ptr + DV // 4 + dc, (acc1 * inv[:, None]).to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(o_ptr + DV // 2 + dc, (acc2 * inv[:, None]).to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(o_ptr + 3 * DV // 4 + dc, (acc3 * inv[:, None]).to(o_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
 @triton.jit(do_not_specialize=["num_splits"])
