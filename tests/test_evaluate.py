@@ -127,7 +127,7 @@ def test_fp8_vs_bf16_and_families_by_format(tmp_path):
             c = Config(64, 16, 4, 4, 2, qk_fp8=qk)
             t = times[(w.kv_format, qk)]
             st.record(run, "NVIDIA H200", source_hash(), w, wkey(w), c, "ok", time_us=t, p20_us=t, p80_us=t, reps=20,
-                      fidelity=1, gbps=1.0, tflops=1.0, err_rel=1e-3, interpreted=0)
+                      fidelity=1, gbps=1.0, tflops=1000.0 / t, err_rel=1e-3, interpreted=0)
     st.finish_run(run, "done")
     v = evaluate.fp8_vs_bf16(db)
     assert len(v) == 1
