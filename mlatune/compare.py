@@ -19,7 +19,7 @@ from .bench import time_cpu, time_cuda
 from .kernels import Config, check_config
 from .compile import precompile
 from .verify import make_launch, reference, verify_config
-from .workload import Workload, flops_bytes, make_inputs
+from .workload import Workload, flops_bytes, make_inputs, timing_seqlens
 
 KERNEL = importlib.import_module("mlatune.kernels.mla_decode")  # the launcher module (the runner)
 
@@ -55,7 +55,7 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
 
 def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, device: str = "cuda") -> list[dict]:
     """Verify (as the sweep does) and time each config on one set of inputs; one row per config."""
-    inp = make_inputs(w, device, seed=seed)
+    inp = make_inputs(w, device, seed=seed, seqlens=timing_seqlens(w))
     verify_inp = make_inputs(w, device, seed=seed + 1) if check else None
     ref = reference(verify_inp, w.causal) if check else None
     total = int(inp["cache_seqlens"].sum())

@@ -31,9 +31,9 @@ class Check:
     reason: str = ""
 
 
-def device_inputs(w: Workload, device: str = "cpu", seed: int = 0) -> dict:
+def device_inputs(w: Workload, device: str = "cpu", seed: int = 0, seqlens=None) -> dict:
     """Fresh random inputs for w on device (see mlatune.workload.make_inputs)."""
-    return make_inputs(w, device=device, seed=seed)
+    return make_inputs(w, device=device, seed=seed, seqlens=seqlens)
 
 
 def reference(inputs: dict, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:

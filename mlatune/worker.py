@@ -171,13 +171,13 @@ def _info(st: _State, req: dict) -> dict:
 
 def _prepare(st: _State, req: dict) -> dict:
     from .verify import device_inputs, reference
-    from .workload import Workload
+    from .workload import Workload, timing_seqlens
 
     st.w = None
     w = Workload(**req["workload"])
     seed = int(req.get("seed", 0))
-    st.timing_inputs = device_inputs(w, st.device, seed)
-    st.verify_inputs = device_inputs(w, st.device, seed + 1)
+    st.timing_inputs = device_inputs(w, st.device, seed, seqlens=timing_seqlens(w))
+    st.verify_inputs = device_inputs(w, st.device, seed + 1)  # fresh lengths too: more cases for the gate
     st.ref = reference(st.verify_inputs, w.causal)
     st.w = w
     return {"ok": True, "total_tokens": int(st.timing_inputs["cache_seqlens"].sum())}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -60,6 +61,12 @@ def draw_seqlens(w: Workload, gen: torch.Generator) -> torch.Tensor:
         x = torch.exp(torch.randn(n, generator=gen) * 0.8 + math.log(L))
         x = x.clamp(min(w.s_q, L), 8 * L)
     return x.round().to(torch.int32)
+
+
+def timing_seqlens(w: Workload) -> torch.Tensor:
+    """The seqlens w is timed on, drawn from its key: every run, worker restart and sweep times the same
+    lengths, so timings of one workload compare across configs and runs (the values stay fresh)."""
+    return draw_seqlens(w, torch.Generator().manual_seed(zlib.crc32(w.key().encode())))
 
 
 def make_inputs(w: Workload, device="cpu", seed: int = 0, dtype=torch.bfloat16, seqlens: torch.Tensor | None = None) -> dict:

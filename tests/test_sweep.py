@@ -172,3 +172,19 @@ def test_cli_exit_codes(tmp_path, monkeypatch):
     assert r.exit_code == 1
     r = cli.invoke(main, ["--help"])
     assert r.exit_code == 0 and "Exit codes" in r.output and "sweep" in r.output
+
+
+def test_timing_seqlens_are_the_workloads_not_the_runs(env_with_runners):
+    """Every prepare of a workload times the same seqlens whatever the seed (runs, restarts and sweeps
+    compare), while its values are fresh; another workload draws other lengths."""
+    from mlatune.workload import Workload, timing_seqlens
+
+    w = Workload(16, 500, 16, 1, page_size=16, dist="lognormal")
+    assert timing_seqlens(w).tolist() == timing_seqlens(w).tolist()
+    assert timing_seqlens(w).tolist() != timing_seqlens(Workload(16, 500, 16, 2, page_size=16, dist="lognormal")).tolist()
+    worker = Worker("cpu", runner="runners.planted_runner", interpret=True)
+    try:
+        totals = {worker.call({"op": "prepare", "workload": w.to_dict(), "seed": s}, 60)["total_tokens"] for s in (0, 12345)}
+        assert totals == {int(timing_seqlens(w).sum())}
+    finally:
+        worker.close()
