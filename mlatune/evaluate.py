@@ -43,8 +43,8 @@ def _table_time(df: pd.DataFrame, tables_dir: Path) -> pd.DataFrame:
 
 
 def fixed_vs_tables(db, tables_dir, sweeps) -> pd.DataFrame:
-    """Per table family (kv format, page, h_q, s_q): the single config with the best geomean time over the family's grid workloads
-    (among configs measured on all of them) against the tables' picks."""
+    """Per table family (kv format, page, h_q, s_q): the single config with the best geomean time over the
+    family's grid workloads (among configs measured on all of them) against the tables' picks."""
     df = _ok(results(db))
     df = df[df.sweep.isin(sweeps)]
     picked = _table_time(df, Path(tables_dir))
