@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 D_LATENT = 512  # V dims, the cache's first 512
 D_ROPE = 64
@@ -24,6 +25,7 @@ class Config:
     num_stages: int = 2
     trans: int = 0  # 1: compute S^T = K Q^T (KV tile on the MMA's M axis)
     qk_fp8: int = 0  # 1: quantize q to e4m3 per row and run QK^T on fp8 tensor cores (fp8 cache only)
+    gluon: int = 0  # 1: the Gluon sm_90 kernel (kernels/mla_gluon.py): QK^T split across warpgroups
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +44,8 @@ class Config:
         return cls(**vals)
 
     def key(self) -> str:
-        return "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}_f{qk_fp8}".format(**asdict(self))
+        k = "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}_f{qk_fp8}".format(**asdict(self))
+        return k + "_g1" if self.gluon else k  # keys from before the gluon knob stay valid
 
 
 def _pow2(x: int) -> bool:
@@ -57,7 +60,8 @@ def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
     """Bytes of shared memory: pipelined KV tiles (as bf16 after dequant) plus q and P."""
     tile = cfg.block_n * D_QK * 2
     staged = cfg.num_stages * cfg.block_n * D_QK * kv_bytes_per_elem(kv_format)
-    return staged + (tile if kv_format != "bf16" else 0) + cfg.block_h * D_QK * 2 + cfg.block_h * cfg.block_n * 2
+    scratch = 1024 if cfg.gluon else 0  # the Gluon kernel's cross-warpgroup row reductions
+    return staged + (tile if kv_format != "bf16" else 0) + cfg.block_h * D_QK * 2 + cfg.block_h * cfg.block_n * 2 + scratch
 
 
 def regs_estimate(cfg: Config) -> int:
@@ -68,8 +72,10 @@ def regs_estimate(cfg: Config) -> int:
     return math.ceil((acc + scores) / threads)
 
 
-def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = None) -> list[str]:
-    """Reasons this config cannot run; an empty list means valid."""
+def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = None,
+                 sm90: bool | None = None) -> list[str]:
+    """Reasons this config cannot run; an empty list means valid. sm90=False (a device that is not Hopper,
+    or the interpreter) rules out the Gluon kernel; None leaves the device unchecked."""
     bad = []
     if not (_pow2(cfg.block_n) and 16 <= cfg.block_n <= 256):
         bad.append(f"block_n={cfg.block_n}: must be a power of two in [16, 256] (tl.dot needs >= 16)")
@@ -89,6 +95,10 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
         bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
+    if cfg.gluon not in (0, 1):
+        bad.append(f"gluon={cfg.gluon}: must be 0 or 1")
+    elif cfg.gluon:
+        bad += _gluon_rules(cfg, kv_format, sm90)
     if bad:
         return bad
     regs = regs_estimate(cfg)
@@ -101,6 +111,22 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         smem = smem_estimate(cfg, kv_format)
         if smem > smem_limit:
             bad.append(f"shared memory: ~{smem} bytes needed, device allows {smem_limit}; lower num_stages or block_n")
+    return bad
+
+
+def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
+    bad = []
+    if sm90 is False:
+        bad.append("gluon=1 needs an sm_90 (Hopper) GPU; the Triton interpreter cannot run Gluon kernels")
+    if kv_format != "bf16":
+        bad.append(f"gluon=1 is for bf16/fp16 caches only, not {kv_format!r}")
+    if cfg.block_h != 64 or cfg.num_warps != 8:
+        bad.append(f"gluon=1 runs 64 rows on two warpgroups: needs block_h=64 and num_warps=8, "
+                   f"got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
+    if cfg.block_n not in (32, 64):
+        bad.append(f"gluon=1 needs block_n 32 or 64 (each warpgroup takes half), got {cfg.block_n}")
+    if cfg.trans or cfg.qk_fp8:
+        bad.append("gluon=1 does not combine with trans or qk_fp8")
     return bad
 
 
@@ -125,8 +151,10 @@ def source_hash() -> str:
 
     parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._q_chunk.fn, md._k_chunk.fn, md._combine_kernel.fn,
              md.launch, md.split_length, md.resolve_splits, md.kv_views,
-             auto_splits, Config, fp8.quantize_flashmla, fp8.quantize_per_tensor]
+             auto_splits, Config, _gluon_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:
         h.update(inspect.getsource(obj).encode())
+    # The Gluon kernel's whole module, read as text: the hash stays the same where Triton has no Gluon.
+    h.update((Path(md.__file__).parent / "mla_gluon.py").read_bytes())
     return h.hexdigest()[:12]

@@ -11,6 +11,13 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
+split_kernel_sm90 = None  # Gluon's API is young: the sm_90 kernel is written against Triton 3.6
+if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
+    try:
+        from .mla_gluon import split_kernel_sm90
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
+        pass
+
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
 LN2 = math.log(2.0)
@@ -309,6 +316,13 @@ def num_sms(device: torch.device) -> int:
     return 4  # interpreter: a small pretend grid
 
 
+def gluon_runs_on(device: torch.device) -> bool:
+    """Whether the Gluon sm_90 kernel can run on this device (a Hopper GPU, compiled, not interpreted)."""
+    if split_kernel_sm90 is None or interpreted() or device.type != "cuda":
+        return False
+    return torch.cuda.get_device_capability(device) == (9, 0)
+
+
 def kv_format_of(kv_cache: torch.Tensor, q_dtype: torch.dtype) -> str:
     """Infer the KV format from the cache's dtype and last dim; raise ValueError if none fits."""
     d = kv_cache.shape[-1]
@@ -464,19 +478,30 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     else:
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
-    LAST_COMPILED["split"] = _split_kernel[grid](
-        q, main, rope, scales, block_table, cache_seqlens, ks, op, lp, out, lse,
-        softmax_scale * LOG2E, splits, split_len,
-        q.stride(0), q.stride(1), q.stride(2),
-        main.stride(0), main.stride(1), rope.stride(0), rope.stride(1), scales.stride(0), scales.stride(1),
-        block_table.stride(0),
-        *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
-        out.stride(0), out.stride(1), out.stride(2),
-        lse.stride(0), lse.stride(1),
-        h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
-        ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt], TRANS=bool(cfg.trans), QK_FP8=bool(cfg.qk_fp8),
-        DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    if cfg.gluon:
+        LAST_COMPILED["split"] = split_kernel_sm90[grid](
+            q, main, block_table, cache_seqlens, op, lp, out, lse,
+            softmax_scale * LOG2E, splits, split_len,
+            q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
+            *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
+            out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+            h_q, s_q, PAGE=page, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=8,
+        )
+    else:
+        LAST_COMPILED["split"] = _split_kernel[grid](
+            q, main, rope, scales, block_table, cache_seqlens, ks, op, lp, out, lse,
+            softmax_scale * LOG2E, splits, split_len,
+            q.stride(0), q.stride(1), q.stride(2),
+            main.stride(0), main.stride(1), rope.stride(0), rope.stride(1), scales.stride(0), scales.stride(1),
+            block_table.stride(0),
+            *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
+            out.stride(0), out.stride(1), out.stride(2),
+            lse.stride(0), lse.stride(1),
+            h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, KV_FORMAT=_FMT_ID[fmt], TRANS=bool(cfg.trans), QK_FP8=bool(cfg.qk_fp8),
+            DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
     if splits > 1:
         _combine_kernel[(rows, batch)](
             op, lp, out, lse, cache_seqlens, splits, split_len,
@@ -498,7 +523,7 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
     batch, s_q, h_q, _ = q.shape
     page = kv_cache.shape[1]
     cfg = config or default_config(h_q, s_q)
-    bad = check_config(cfg, fmt)
+    bad = check_config(cfg, fmt, sm90=gluon_runs_on(q.device) if cfg.gluon else None)
     if bad:
         raise ValueError("invalid config " + cfg.key() + ": " + "; ".join(bad))
     if validate:

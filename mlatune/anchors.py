@@ -21,7 +21,7 @@ def versus_flashmla(db, sweep: str = "flashmla-bench", anchors=ANCHORS) -> pd.Da
     m["tbps"] = m.gbps / 1000
     m["ratio"] = m.flashmla_us / m.time_us
     m["vs_sglang"] = m.sglang_triton_default_us / m.time_us
-    cols = ["batch_x", "s_q", "h_q", "seqlen", "dist", "block_n", "block_h", "num_splits", "num_warps", "time_us",
+    cols = ["batch_x", "s_q", "h_q", "seqlen", "dist", "block_n", "block_h", "num_splits", "num_warps", "gluon", "time_us",
             "tbps", "tflops", "flashmla_us", "flashmla_gbps", "flashmla_tflops", "ratio", "sglang_triton_default_us", "vs_sglang"]
     return m[cols].rename(columns={"batch_x": "batch"}).sort_values(["s_q", "h_q", "seqlen", "dist"])
 

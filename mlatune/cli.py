@@ -160,12 +160,12 @@ def _dry_run(sp, db):
     from rich.console import Console
     from rich.table import Table
 
-    from .space import device_smem_limit
+    from .space import device_runs_gluon, device_smem_limit
     from .spec import wkey
     from .sweep import kernel_hash, make_plan
 
     dev = "cpu" if INTERPRETED else "cuda:0"
-    plan = make_plan(sp, device_smem_limit(dev))
+    plan = make_plan(sp, device_smem_limit(dev), device_runs_gluon(dev))
     done = {}
     if os.path.exists(db):
         from .store import results

@@ -17,6 +17,7 @@ import torch
 from .anchors import ANCHORS
 from .bench import time_cpu, time_cuda
 from .kernels import Config, check_config
+from .spec import KNOBS
 from .compile import precompile
 from .verify import make_launch, reference, verify_config
 from .workload import Workload, flops_bytes, make_inputs, timing_seqlens
@@ -128,9 +129,8 @@ def main():
         bad = sum(1 for x in res if x.get("status") != "ok")
         if best:
             print(f"{w.key():40s} best {best['time_us']:8.1f}us {best['gbps']:6.0f}GB/s {best['tflops']:6.1f}TF "
-                  f"flashmla {fm_us:7.1f} ratio {best['ratio']:.2f} cfg n{best['block_n']} h{best['block_h']} "
-                  f"s{best['num_splits']} w{best['num_warps']} st{best['num_stages']} t{best['trans']} "
-                  f"f{best['qk_fp8']} bad {bad}", flush=True)
+                  f"flashmla {fm_us:7.1f} ratio {best['ratio']:.2f} "
+                  f"cfg {Config(**{k: best[k] for k in KNOBS}).key()} bad {bad}", flush=True)
         else:
             print(f"{w.key():40s} no valid config ({bad} bad)", flush=True)
     keys = sorted({k for x in all_rows for k in x})

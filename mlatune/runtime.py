@@ -38,8 +38,8 @@ import torch
 
 from . import table as tbl
 from .kernels.config import D_LATENT, D_QK, Config
-from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, default_config, interpreted, kv_format_of,
-                                 launch, resolve_splits)
+from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, default_config, gluon_runs_on, interpreted,
+                                 kv_format_of, launch, resolve_splits)
 
 log = logging.getLogger(__name__)
 ENV_DIR = "MLATUNE_CONFIG_DIR"
@@ -112,7 +112,17 @@ def choose_config(batch: int, s_q: int, h_q: int, max_seqlen: int, kv_format: st
     table = find_table(device_key(device), kv_format, page_size, h_q, s_q)
     if table is None:
         return _default_config(h_q, s_q), DEFAULT
-    return table.config(batch, max_seqlen), str(table.path)
+    cfg = table.config(batch, max_seqlen)
+    if cfg.gluon and not gluon_runs_on(torch.device(device)):
+        _warn_gluon(str(table.path))
+        return _default_config(h_q, s_q), DEFAULT
+    return cfg, str(table.path)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_gluon(path: str) -> None:
+    log.warning("mlatune: %s picks the Gluon sm_90 kernel, which this device cannot run (it needs a Hopper GPU, "
+                "compiled, not the interpreter); using the heuristic default config", path)
 
 
 @dataclass(eq=False)

@@ -22,8 +22,9 @@ def constraint_env(cfg: Config, w) -> dict:
     return env
 
 
-def enumerate_space(spec, w, smem_limit: int | None = None) -> Space:
-    """All knob combinations for workload w, split into valid, invalid (with reasons) and excluded."""
+def enumerate_space(spec, w, smem_limit: int | None = None, sm90: bool | None = None) -> Space:
+    """All knob combinations for workload w, split into valid, invalid (with reasons) and excluded.
+    sm90: whether the device runs the Gluon sm_90 kernel (None: not checked)."""
     sp = Space()
     for vals in itertools.product(*(spec.space[k] for k in KNOBS)):
         cfg = Config(**dict(zip(KNOBS, vals)))
@@ -32,12 +33,23 @@ def enumerate_space(spec, w, smem_limit: int | None = None) -> Space:
         if failed is not None:
             sp.excluded.append((cfg, f"constraint {failed!r}"))
             continue
-        bad = check_config(cfg, w.kv_format, smem_limit)
+        bad = check_config(cfg, w.kv_format, smem_limit, sm90)
         if bad:
             sp.invalid.append((cfg, "; ".join(bad)))
         else:
             sp.valid.append(cfg)
     return sp
+
+
+def device_runs_gluon(device: str) -> bool:
+    """Whether the device runs the Gluon sm_90 kernel (False in the interpreter)."""
+    if not device.startswith("cuda"):
+        return False
+    import torch
+
+    from .kernels.mla_decode import gluon_runs_on
+
+    return gluon_runs_on(torch.device(device))
 
 
 def device_smem_limit(device: str) -> int | None:

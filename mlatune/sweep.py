@@ -93,23 +93,28 @@ def local_info(devices: list[str]) -> dict:
     import torch
     import triton
 
-    info = {"torch": torch.__version__, "triton": triton.__version__, "name": devinfo.INTERPRETER, "smem_limit": None}
+    from .kernels.mla_decode import gluon_runs_on
+
+    info = {"torch": torch.__version__, "triton": triton.__version__, "name": devinfo.INTERPRETER, "smem_limit": None,
+            "sm90": False}
     cuda = [torch.device(d) for d in devices if d.startswith("cuda")]
     if cuda:
         props = [torch.cuda.get_device_properties(d) for d in cuda]
         names = sorted({p.name for p in props})
         if len(names) > 1:
             raise SweepFailed(f"--devices mixes GPU models {names}; sweep one model at a time")
-        info.update(name=names[0], smem_limit=min(p.shared_memory_per_block_optin for p in props))
+        info.update(name=names[0], smem_limit=min(p.shared_memory_per_block_optin for p in props),
+                    sm90=all(gluon_runs_on(d) for d in cuda))
     return info
 
 
-def make_plan(spec: Spec, smem_limit: int | None = None) -> list[PlanItem]:
-    """Workloads in sweep order (neighbours next to each other, for warm starts) with their config spaces."""
+def make_plan(spec: Spec, smem_limit: int | None = None, sm90: bool | None = None) -> list[PlanItem]:
+    """Workloads in sweep order (neighbours next to each other, for warm starts) with their config spaces.
+    sm90=False records Gluon configs as invalid (they need a Hopper GPU)."""
     ws = sorted(spec.workloads, key=lambda w: (w.kv_format, w.page_size, w.h_q, w.s_q, w.dist, w.causal, w.batch, w.seqlen))
     items = []
     for w in ws:
-        sp = enumerate_space(spec, w, smem_limit)
+        sp = enumerate_space(spec, w, smem_limit, sm90)
         items.append(PlanItem(w, wkey(w), sp, search.planned(spec.search.strategy, len(sp.valid), spec.search.budget)))
     return items
 
@@ -168,7 +173,7 @@ class Sweep:
             ceil = None if interpret else self._ceilings(info["name"])
             self.ceil = ceil or {}
             smem = info["smem_limit"]
-            plan = make_plan(spec, smem)
+            plan = make_plan(spec, smem, info["sm90"])
             try:
                 self.store = Store(opts.db)
             except Exception as e:  # noqa: BLE001

@@ -47,7 +47,7 @@ def test_fixed_vs_tables_and_oracle(tmp_path):
     tbl.write_tables(tbl.build_tables(results(db), sweep="grid"), out)
     f = evaluate.fixed_vs_tables(db, out, ["grid"])
     # SLOW is faster at every grid shape: it is the best fixed config and every table entry
-    assert len(f) == 4 and set(f.fixed_cfg) == {"32_16_2_4_2_0_0"}
+    assert len(f) == 4 and set(f.fixed_cfg) == {"32_16_2_4_2_0_0_0"}
     assert f.speedup.tolist() == pytest.approx([1.0] * 4)
     o = evaluate.runtime_vs_oracle(db, out, ["off"])
     assert len(o) == 1 and o.of_oracle.iloc[0] == pytest.approx(1.0)
@@ -106,12 +106,14 @@ def test_parallel_compile_items_cover_each_variant_once():
     from mlatune.spec import load_spec
     from mlatune.sweep import make_plan
 
-    plan = make_plan(load_spec("sweeps/flashmla-bench.toml"), None)
-    items = sweep_items(plan)
-    # 8 (h_q, s_q) families x 10 configs; fixed and normal, and the three seqlens, compile the same binaries
-    assert len(items) == 80
+    spec = load_spec("sweeps/flashmla-bench.toml")
+    items = sweep_items(make_plan(spec, None, sm90=True))
+    # 8 (h_q, s_q) families x 10 Triton configs, plus 5 Gluon configs for the 7 families with >= 32 rows;
+    # fixed and normal, and the three seqlens, compile the same binaries
+    assert len(items) == 80 + 35
     assert all(w["seqlen"] <= 4096 and w["dist"] == "fixed" for w, _ in items)
-    assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 80
+    assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 115
+    assert len(sweep_items(make_plan(spec, None, sm90=False))) == 80  # not Hopper: no Gluon variants
 
 
 def test_fp8_vs_bf16_and_families_by_format(tmp_path):

@@ -15,7 +15,7 @@ import torch
 import mlatune
 from mlatune.kernels import Config, check_config, default_config
 from mlatune.kernels.fp8 import dequantize, quantize_flashmla, quantize_per_tensor
-from mlatune.kernels.mla_decode import alloc_partials, launch, resolve_splits
+from mlatune.kernels.mla_decode import alloc_partials, gluon_runs_on, launch, resolve_splits
 from mlatune.workload import Workload, make_inputs
 
 from helpers import DEVICE, compare, make_case, reference, run_poisoned, seed  # noqa: F401 (seed is a fixture)
@@ -309,11 +309,14 @@ def test_64bit_offsets(kv_format, seed):
     # the reference on a compact copy of just the used pages (same block table, renumbered)
     bt_c = torch.arange(len(used), dtype=torch.int32, device=dev).reshape(2, 4)
     ref = mlatune.kernels.mla_decode_ref(q, compact, bt_c, sl, causal=True)
-    for ns in (1, 4):
-        cfg = Config(block_n=64, block_h=32, num_splits=ns, num_warps=8)
+    cfgs = [Config(block_n=64, block_h=32, num_splits=ns, num_warps=8) for ns in (1, 4)]
+    if kv_format == "bf16" and gluon_runs_on(q.device):  # the Gluon sm_90 kernel's offsets too
+        cfgs += [Config(block_n=64, block_h=64, num_splits=ns, num_warps=8, gluon=1) for ns in (1, 4)]
+    for cfg in cfgs:
+        ns = cfg.num_splits
         out, lse = mlatune.mla_decode(q, kv, bt, sl, causal=True, config=cfg, k_scale=k_scale)
         torch.cuda.synchronize()
-        compare(out, lse, *ref, OUT_TOL_BF16, LSE_TOL, tag=f"64-bit {kv_format} splits={ns}")
+        compare(out, lse, *ref, OUT_TOL_BF16, LSE_TOL, tag=f"64-bit {kv_format} {cfg.key()} splits={ns}")
     del kv
     torch.cuda.empty_cache()
 

@@ -1,0 +1,110 @@
+"""The Gluon sm_90 kernel: its config rules, an offline sm_90 compile (runs on CPU: no spills, QK^T not
+duplicated across warpgroups), and, on a Hopper GPU only, its results against the fp32 reference.
+
+The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run; the
+sweep's verification gate also checks every Gluon variant on the GPU before it is timed.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mlatune.kernels import Config, check_config
+
+from helpers import compare, make_case, reference, run_poisoned, seed  # noqa: F401 (seed is a fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+md = importlib.import_module("mlatune.kernels.mla_decode")  # the module; the package re-exports a function
+
+G64 = Config(block_n=64, block_h=64, num_splits=1, num_warps=8, num_stages=2, gluon=1)
+needs_gluon = pytest.mark.skipif(md.split_kernel_sm90 is None, reason="Triton without Gluon's sm_90 API (needs 3.6)")
+
+
+def test_rules():
+    assert check_config(G64, "bf16", sm90=True) == []
+    assert check_config(G64, "bf16") == []  # device not checked
+    assert any("sm_90" in r for r in check_config(G64, "bf16", sm90=False))
+    bad = {
+        "fp8": check_config(G64, "fp8", sm90=True),
+        "h32": check_config(Config(block_h=32, num_warps=8, gluon=1), sm90=True),
+        "w4": check_config(Config(num_warps=4, gluon=1), sm90=True),
+        "n128": check_config(Config(block_n=128, num_stages=1, gluon=1), sm90=True),
+        "trans": check_config(Config(trans=1, gluon=1), sm90=True),
+        "g2": check_config(Config(gluon=2), sm90=True),
+    }
+    for name, reasons in bad.items():
+        assert reasons and all("gluon" in r for r in reasons), (name, reasons)
+    # Two 64-token stages, q and P fill shared memory: three stages do not fit an H200's 227 KiB.
+    assert check_config(Config(num_stages=3, gluon=1), smem_limit=232448, sm90=True)
+    assert check_config(Config(block_n=32, num_stages=4, gluon=1), smem_limit=232448, sm90=True) == []
+
+
+def test_keys():
+    assert Config().key() == "n64_h64_s0_w8_st2_t0_f0"  # keys from before the knob still name the same config
+    assert G64.key().endswith("_g1")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU machines only (a GPU runs the kernel itself)")
+def test_interpreter_refuses_with_a_clear_error():
+    case = make_case([40], h_q=64, page=16, seed=0)
+    with pytest.raises(ValueError, match="sm_90"):
+        md.mla_decode(*case.args(), config=G64)
+
+
+# --- Offline sm_90 compile ------------------------------------------------------------------------------
+
+def _offline(*args: str) -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="0")  # the interpreter's library functions cannot be compiled
+    out = subprocess.run([sys.executable, "-m", "mlatune.offline", *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@needs_gluon
+@pytest.mark.parametrize("block_n,stages,causal,one_split", [(64, 2, False, False), (32, 3, True, True)])
+def test_offline_sm90_compile(block_n, stages, causal, one_split):
+    args = ["--block-n", str(block_n), "--stages", str(stages)] + ["--causal"] * causal + ["--one-split"] * one_split
+    r = _offline(*args)
+    # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a
+    # duplicated QK^T would be 36 of n=block_n), then PV on 256 of the 512 output dims.
+    assert r["wgmma"] == {f"m64n{block_n // 2}k16": 36, "m64n256k16": block_n // 16}, r
+    assert r["shared"] <= 232448, r  # an H200's opt-in shared memory per block
+    assert r["regs"] <= 255 and r["stack"] == 0, r  # no spills
+
+
+# --- On a Hopper GPU: results against the fp32 reference -----------------------------------------------
+
+on_sm90 = pytest.mark.skipif(not (torch.cuda.is_available() and md.gluon_runs_on(torch.device("cuda"))),
+                             reason="needs an sm_90 GPU (Gluon kernels do not run in the Triton interpreter)")
+
+GPU_CONFIGS = [
+    G64,
+    Config(block_n=64, block_h=64, num_splits=3, num_warps=8, num_stages=1, gluon=1),
+    Config(block_n=32, block_h=64, num_splits=0, num_warps=8, num_stages=3, gluon=1),
+    Config(block_n=32, block_h=64, num_splits=5, num_warps=8, num_stages=4, gluon=1),
+]
+
+
+@on_sm90
+@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256])), ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
+@pytest.mark.parametrize("h_q,s_q", [(64, 1), (40, 2), (128, 2)])
+def test_against_reference(cfg, page, h_q, s_q, seed):
+    # seqlens hit 0, 1, a partial tile, whole tiles, and lengths longer than a split
+    case = make_case([37, 0, 1, 64, 129, 700], h_q=h_q, s_q=s_q, page=page, seed=seed)
+    out, lse, _ = run_poisoned(case, cfg, causal=s_q > 1)
+    ref_out, ref_lse = reference(case, causal=s_q > 1)
+    compare(out, lse, ref_out, ref_lse, 1e-2, 1e-4, tag=cfg.key())
+
+
+@on_sm90
+def test_fp16_and_public_entry(seed):
+    case = make_case([300, 5, 1000], h_q=128, s_q=1, page=64, dtype=torch.float16, seed=seed)
+    out, lse = md.mla_decode(*case.args(), config=G64)
+    ref_out, ref_lse = reference(case)
+    compare(out, lse, ref_out, ref_lse, 2e-3, 1e-4, tag="fp16")
