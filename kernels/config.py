@@ -25,7 +25,7 @@ class Config:
     num_stages: int = 2
     trans: int = 0  # 1: compute S^T = K Q^T (KV tile on the MMA's M axis)
     qk_fp8: int = 0  # 1: quantize q to e4m3 per row and run QK^T on fp8 tensor cores (fp8 cache only)
-    gluon: int = 0  # 1: the Gluon sm_90 kernel (kernels/mla_gluon.py): QK^T split across warpgroups
+    gluon: int = 0  # Gluon sm_90 kernels: 1 splits QK^T's columns (mla_gluon.py), 2 its dims (mla_gluon_ws.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +45,7 @@ class Config:
 
     def key(self) -> str:
         k = "n{block_n}_h{block_h}_s{num_splits}_w{num_warps}_st{num_stages}_t{trans}_f{qk_fp8}".format(**asdict(self))
-        return k + "_g1" if self.gluon else k  # keys from before the gluon knob stay valid
+        return k + f"_g{self.gluon}" if self.gluon else k  # keys from before the gluon knob stay valid
 
 
 def _pow2(x: int) -> bool:
@@ -58,6 +58,9 @@ def kv_bytes_per_elem(kv_format: str) -> int:
 
 def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
     """Bytes of shared memory: pipelined KV tiles (as bf16 after dequant) plus q and P."""
+    if cfg.gluon == 2:  # KV stages, the two partial score tiles (fp32), P, q's rope dims, row factors
+        return (cfg.num_stages * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 4 + cfg.block_h * cfg.block_n * 2
+                + cfg.block_h * D_ROPE * 2 + 512)
     tile = cfg.block_n * D_QK * 2
     staged = cfg.num_stages * cfg.block_n * D_QK * kv_bytes_per_elem(kv_format)
     scratch = 1024 if cfg.gluon else 0  # the Gluon kernel's cross-warpgroup row reductions
@@ -95,8 +98,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
         bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
-    if cfg.gluon not in (0, 1):
-        bad.append(f"gluon={cfg.gluon}: must be 0 or 1")
+    if cfg.gluon not in (0, 1, 2):
+        bad.append(f"gluon={cfg.gluon}: must be 0, 1 or 2")
     elif cfg.gluon:
         bad += _gluon_rules(cfg, kv_format, sm90)
     if bad:
@@ -115,18 +118,19 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
 
 
 def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
+    g = f"gluon={cfg.gluon}"
     bad = []
     if sm90 is False:
-        bad.append("gluon=1 needs an sm_90 (Hopper) GPU; the Triton interpreter cannot run Gluon kernels")
+        bad.append(f"{g} needs an sm_90 (Hopper) GPU; the Triton interpreter cannot run Gluon kernels")
     if kv_format != "bf16":
-        bad.append(f"gluon=1 is for bf16/fp16 caches only, not {kv_format!r}")
+        bad.append(f"{g} is for bf16/fp16 caches only, not {kv_format!r}")
     if cfg.block_h != 64 or cfg.num_warps != 8:
-        bad.append(f"gluon=1 runs 64 rows on two warpgroups: needs block_h=64 and num_warps=8, "
+        bad.append(f"{g} runs 64 rows on two warpgroups: needs block_h=64 and num_warps=8, "
                    f"got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
     if cfg.block_n not in (32, 64):
-        bad.append(f"gluon=1 needs block_n 32 or 64 (each warpgroup takes half), got {cfg.block_n}")
+        bad.append(f"{g} needs block_n 32 or 64, got {cfg.block_n}")
     if cfg.trans or cfg.qk_fp8:
-        bad.append("gluon=1 does not combine with trans or qk_fp8")
+        bad.append(f"{g} does not combine with trans or qk_fp8")
     return bad
 
 
@@ -155,6 +159,7 @@ def source_hash() -> str:
     h = hashlib.sha256()
     for obj in parts:
         h.update(inspect.getsource(obj).encode())
-    # The Gluon kernel's whole module, read as text: the hash stays the same where Triton has no Gluon.
-    h.update((Path(md.__file__).parent / "mla_gluon.py").read_bytes())
+    # The Gluon kernels' whole modules, read as text: the hash stays the same where Triton has no Gluon.
+    for name in ("mla_gluon.py", "mla_gluon_ws.py"):
+        h.update((Path(md.__file__).parent / name).read_bytes())
     return h.hexdigest()[:12]

@@ -11,12 +11,13 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = None  # Gluon's API is young: the sm_90 kernel is written against Triton 3.6
+split_kernel_sm90 = split_kernel_ws = None  # Gluon's API is young: the sm_90 kernels are written against Triton 3.6
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
         from .mla_gluon import split_kernel_sm90
+        from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        pass
+        split_kernel_sm90 = split_kernel_ws = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
@@ -317,7 +318,7 @@ def num_sms(device: torch.device) -> int:
 
 
 def gluon_runs_on(device: torch.device) -> bool:
-    """Whether the Gluon sm_90 kernel can run on this device (a Hopper GPU, compiled, not interpreted)."""
+    """Whether the Gluon sm_90 kernels can run on this device (a Hopper GPU, compiled, not interpreted)."""
     if split_kernel_sm90 is None or interpreted() or device.type != "cuda":
         return False
     return torch.cuda.get_device_capability(device) == (9, 0)
@@ -479,14 +480,15 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
     if cfg.gluon:
-        LAST_COMPILED["split"] = split_kernel_sm90[grid](
+        kernel, warps = (split_kernel_sm90, 8) if cfg.gluon == 1 else (split_kernel_ws, 4)  # ws: + a 4-warp worker
+        LAST_COMPILED["split"] = kernel[grid](
             q, main, block_table, cache_seqlens, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,
             q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
             *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             h_q, s_q, PAGE=page, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
-            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=8,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=warps,
         )
     else:
         LAST_COMPILED["split"] = _split_kernel[grid](

@@ -14,14 +14,19 @@ PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "OP": "*fp32",
         "LSE": "*fp32"}
 
 
-def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64):
-    """Compile split_kernel_sm90 for sm_90. Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
+KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4)}  # gluon knob ->
+
+
+def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
+                  version: int = 1):
+    """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90. Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
     library functions for Python ones that the compiler cannot lower."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    fn = importlib.import_module("mlatune.kernels.mla_gluon").split_kernel_sm90
+    module, name, warps = KERNELS[version]
+    fn = getattr(importlib.import_module("mlatune.kernels." + module), name)
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
     sig, attrs = {}, {}
     for i, n in enumerate(fn.arg_names):
@@ -34,30 +39,50 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
             if n.startswith("stride") and n != "stride_lpr":  # as the JIT specializes the usual strides
                 attrs[(i,)] = [["tt.divisibility", 16]]
     return triton.compile(GluonASTSource(fn, sig, const, attrs), target=GPUTarget("cuda", 90, 32),
-                          options=dict(num_warps=8))
+                          options=dict(num_warps=warps))
 
 
-def resources(cubin: bytes) -> tuple[int, int]:
-    """(registers per thread, stack bytes) from the cubin, with the cuobjdump that ships with Triton."""
+def _cuobjdump(cubin: bytes, flag: str) -> str:
     import triton
 
     tool = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True, check=True).stdout
+        return subprocess.run([tool, flag, f.name], capture_output=True, text=True, check=True).stdout
+
+
+def loop_spills(sass: str) -> int:
+    """Spill loads and stores (LDL/STL) inside the innermost loops that hold tensor-core instructions (HGMMA):
+    the per-tile loop. Spills outside it (prologue, epilogue) cost little."""
+    ins = [(int(a, 16), op) for a, op in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)]
+    loops = [(int(t, 16), a) for a, op in ins for t in re.findall(r"\bBRA\s+0x([0-9a-f]+)", op) if int(t, 16) < a]
+    hot = set()
+    for a, op in ins:
+        if "HGMMA" in op:
+            around = [lp for lp in loops if lp[0] <= a <= lp[1]]
+            if around:
+                hot.add(min(around, key=lambda lp: lp[1] - lp[0]))
+    return sum(1 for a, op in ins if re.match(r"(@\S+\s+)?(LDL|STL)\b", op) and any(lo <= a <= hi for lo, hi in hot))
+
+
+def resources(cubin: bytes) -> tuple[int, int]:
+    """(registers per thread, stack bytes) from the cubin, with the cuobjdump that ships with Triton."""
+    out = _cuobjdump(cubin, "--dump-resource-usage")
     m = re.search(r"REG:(\d+).*?STACK:(\d+)", out)
     if not m:
         raise RuntimeError(f"cuobjdump printed no resource usage: {out[-300:]}")
     return int(m.group(1)), int(m.group(2))
 
 
-def report(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64) -> dict:
-    k = compile_gluon(block_n, stages, causal, one_split, page)
+def report(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
+           version: int = 1) -> dict:
+    k = compile_gluon(block_n, stages, causal, one_split, page, version)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
-    return dict(block_n=block_n, stages=stages, causal=causal, one_split=one_split, page=page,
-                shared=k.metadata.shared, regs=regs, stack=stack, wgmma=dict(wgmma))
+    return dict(gluon=version, block_n=block_n, stages=stages, causal=causal, one_split=one_split, page=page,
+                shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
+                wgmma=dict(wgmma))
 
 
 def main():
@@ -67,10 +92,11 @@ def main():
     ap.add_argument("--causal", action="store_true")
     ap.add_argument("--one-split", action="store_true")
     ap.add_argument("--page", type=int, default=64)
+    ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("unset TRITON_INTERPRET: the interpreter's library functions cannot be compiled")
-    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page)))
+    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page, a.gluon)))
 
 
 if __name__ == "__main__":

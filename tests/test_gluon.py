@@ -1,5 +1,5 @@
-"""The Gluon sm_90 kernel: its config rules, an offline sm_90 compile (runs on CPU: no spills, QK^T not
-duplicated across warpgroups), and, on a Hopper GPU only, its results against the fp32 reference.
+"""The Gluon sm_90 kernels (gluon=1 and the warp-specialized gluon=2): config rules, offline sm_90 compiles
+(run on CPU: wgmma shapes, spills), and, on a Hopper GPU only, results against the fp32 reference.
 
 The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run; the
 sweep's verification gate also checks every Gluon variant on the GPU before it is timed.
@@ -36,18 +36,25 @@ def test_rules():
         "w4": check_config(Config(num_warps=4, gluon=1), sm90=True),
         "n128": check_config(Config(block_n=128, num_stages=1, gluon=1), sm90=True),
         "trans": check_config(Config(trans=1, gluon=1), sm90=True),
-        "g2": check_config(Config(gluon=2), sm90=True),
+        "g3": check_config(Config(gluon=3), sm90=True),
+        "g2w4": check_config(Config(num_warps=4, gluon=2), sm90=True),
     }
     for name, reasons in bad.items():
         assert reasons and all("gluon" in r for r in reasons), (name, reasons)
     # Two 64-token stages, q and P fill shared memory: three stages do not fit an H200's 227 KiB.
     assert check_config(Config(num_stages=3, gluon=1), smem_limit=232448, sm90=True)
     assert check_config(Config(block_n=32, num_stages=4, gluon=1), smem_limit=232448, sm90=True) == []
+    # gluon=2 keeps q's latent dims in registers, but swaps fp32 partial scores through shared memory.
+    assert check_config(Config(num_stages=2, gluon=2), smem_limit=232448, sm90=True) == []
+    assert check_config(Config(num_stages=3, gluon=2), smem_limit=232448, sm90=True)
+    assert check_config(Config(block_n=32, num_stages=5, gluon=2), smem_limit=232448, sm90=True) == []
+    assert check_config(Config(block_n=32, num_stages=6, gluon=2), smem_limit=232448, sm90=True)
 
 
 def test_keys():
     assert Config().key() == "n64_h64_s0_w8_st2_t0_f0"  # keys from before the knob still name the same config
     assert G64.key().endswith("_g1")
+    assert Config(gluon=2).key().endswith("_g2")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU machines only (a GPU runs the kernel itself)")
@@ -67,15 +74,31 @@ def _offline(*args: str) -> dict:
 
 
 @needs_gluon
-@pytest.mark.parametrize("block_n,stages,causal,one_split", [(64, 2, False, False), (32, 3, True, True)])
-def test_offline_sm90_compile(block_n, stages, causal, one_split):
-    args = ["--block-n", str(block_n), "--stages", str(stages)] + ["--causal"] * causal + ["--one-split"] * one_split
-    r = _offline(*args)
-    # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a
-    # duplicated QK^T would be 36 of n=block_n), then PV on 256 of the 512 output dims.
-    assert r["wgmma"] == {f"m64n{block_n // 2}k16": 36, "m64n256k16": block_n // 16}, r
+@pytest.mark.parametrize("gluon,block_n,stages,causal,one_split",
+                         [(1, 64, 2, False, False), (1, 32, 3, True, True), (2, 64, 2, False, False),
+                          (2, 32, 5, True, True)])
+def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split):
+    args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages)]
+    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split)
+    if gluon == 1:
+        # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a
+        # duplicated QK^T would be 36 of n=block_n), then PV on 256 of the 512 output dims.
+        assert r["wgmma"] == {f"m64n{block_n // 2}k16": 36, "m64n256k16": block_n // 16}, r
+        assert r["stack"] == 0, r  # no spills at all
+    else:
+        # Per tile and warpgroup: QK^T over its 288 of the 576 dims on all the tile's columns (18 wgmma),
+        # then PV on its 256 output dims. Each partition's code is in the kernel, so the counts double.
+        assert r["wgmma"] == {f"m64n{block_n}k16": 2 * 18, "m64n256k16": 2 * block_n // 16}, r
     assert r["shared"] <= 232448, r  # an H200's opt-in shared memory per block
-    assert r["regs"] <= 255 and r["stack"] == 0, r  # no spills
+    assert r["regs"] <= 255, r
+    if (gluon, block_n) != (2, 64):
+        assert r["loop_spills"] == 0, r  # no spill loads or stores in the per-tile loop
+
+
+@needs_gluon
+@pytest.mark.xfail(strict=True, reason="known: gluon=2 with 64-token tiles spills one register in its per-tile loop")
+def test_offline_ws_64_token_tiles_spill_free():
+    assert _offline("--gluon", "2", "--block-n", "64", "--stages", "2")["loop_spills"] == 0
 
 
 # --- On a Hopper GPU: results against the fp32 reference -----------------------------------------------
@@ -88,11 +111,15 @@ GPU_CONFIGS = [
     Config(block_n=64, block_h=64, num_splits=3, num_warps=8, num_stages=1, gluon=1),
     Config(block_n=32, block_h=64, num_splits=0, num_warps=8, num_stages=3, gluon=1),
     Config(block_n=32, block_h=64, num_splits=5, num_warps=8, num_stages=4, gluon=1),
+    Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=2),
+    Config(block_n=64, block_h=64, num_splits=1, num_warps=8, num_stages=1, gluon=2),
+    Config(block_n=32, block_h=64, num_splits=3, num_warps=8, num_stages=5, gluon=2),
+    Config(block_n=32, block_h=64, num_splits=1, num_warps=8, num_stages=2, gluon=2),
 ]
 
 
 @on_sm90
-@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256])), ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
+@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256] * 2)), ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
 @pytest.mark.parametrize("h_q,s_q", [(64, 1), (40, 2), (128, 2)])
 def test_against_reference(cfg, page, h_q, s_q, seed):
     # seqlens hit 0, 1, a partial tile, whole tiles, and lengths longer than a split
@@ -103,8 +130,9 @@ def test_against_reference(cfg, page, h_q, s_q, seed):
 
 
 @on_sm90
-def test_fp16_and_public_entry(seed):
+@pytest.mark.parametrize("gluon", [1, 2])
+def test_fp16_and_public_entry(gluon, seed):
     case = make_case([300, 5, 1000], h_q=128, s_q=1, page=64, dtype=torch.float16, seed=seed)
-    out, lse = md.mla_decode(*case.args(), config=G64)
+    out, lse = md.mla_decode(*case.args(), config=Config(num_splits=1, gluon=gluon))
     ref_out, ref_lse = reference(case)
     compare(out, lse, ref_out, ref_lse, 2e-3, 1e-4, tag="fp16")
