@@ -1,4 +1,4 @@
-"""Offline sm_90 compiles of the Gluon kernel on any machine (no GPU): wgmma shapes, registers, spills, shared memory."""
+"""Offline sm_90 compiles of the Gluon kernels on any machine (no GPU): wgmma shapes, registers, spills, shared memory."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,8 @@ PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "OP": "*fp32",
         "LSE": "*fp32"}
 
 
-KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4)}  # gluon knob ->
+# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2 adds a 4-warp worker partition)
+KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4)}
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
