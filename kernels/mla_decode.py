@@ -11,13 +11,14 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = split_kernel_ws = None  # Gluon's API is young: the sm_90 kernels are written against Triton 3.6
+split_kernel_sm90 = split_kernel_ws = split_kernel_ss = None  # Gluon's API is young: written against Triton 3.6
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
         from .mla_gluon import split_kernel_sm90
+        from .mla_gluon_ss import split_kernel_ss
         from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        split_kernel_sm90 = split_kernel_ws = None
+        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
@@ -480,7 +481,8 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
     if cfg.gluon:
-        kernel, warps = (split_kernel_sm90, 8) if cfg.gluon == 1 else (split_kernel_ws, 4)  # ws: + a 4-warp worker
+        # gluon 2 and 3: 4 warps here plus a 4-warp worker partition
+        kernel, warps = {1: (split_kernel_sm90, 8), 2: (split_kernel_ws, 4), 3: (split_kernel_ss, 4)}[cfg.gluon]
         LAST_COMPILED["split"] = kernel[grid](
             q, main, block_table, cache_seqlens, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,

@@ -14,8 +14,9 @@ PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "OP": "*fp32",
         "LSE": "*fp32"}
 
 
-# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2 adds a 4-warp worker partition)
-KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4)}
+# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2 and 3 add a 4-warp worker partition)
+KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4),
+           3: ("mla_gluon_ss", "split_kernel_ss", 4)}
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,

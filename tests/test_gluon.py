@@ -1,4 +1,4 @@
-"""The Gluon sm_90 kernels (gluon=1 and the warp-specialized gluon=2): config rules, offline sm_90 compiles
+"""The Gluon sm_90 kernels (gluon=1, and the warp-specialized gluon=2 and 3): config rules, offline sm_90 compiles
 (run on CPU: wgmma shapes, spills), and, on a Hopper GPU only, results against the fp32 reference.
 
 The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run; the
@@ -36,7 +36,9 @@ def test_rules():
         "w4": check_config(Config(num_warps=4, gluon=1), sm90=True),
         "n128": check_config(Config(block_n=128, num_stages=1, gluon=1), sm90=True),
         "trans": check_config(Config(trans=1, gluon=1), sm90=True),
-        "g3": check_config(Config(gluon=3), sm90=True),
+        "g4": check_config(Config(gluon=4), sm90=True),
+        "g3n32": check_config(Config(block_n=32, gluon=3), sm90=True),
+        "g3st3": check_config(Config(num_stages=3, gluon=3), sm90=True),
         "g2w4": check_config(Config(num_warps=4, gluon=2), sm90=True),
     }
     for name, reasons in bad.items():
@@ -49,6 +51,9 @@ def test_rules():
     assert check_config(Config(num_stages=3, gluon=2), smem_limit=232448, sm90=True)
     assert check_config(Config(block_n=32, num_stages=5, gluon=2), smem_limit=232448, sm90=True) == []
     assert check_config(Config(block_n=32, num_stages=6, gluon=2), smem_limit=232448, sm90=True)
+    # gluon=3 fills shared memory (q latent, two whole tiles, P0 and P1) but fits an H200; not an A100's 163 KB.
+    assert check_config(Config(gluon=3), smem_limit=232448, sm90=True) == []
+    assert check_config(Config(gluon=3), smem_limit=166912, sm90=True)
 
 
 def test_keys():
@@ -76,19 +81,28 @@ def _offline(*args: str) -> dict:
 @needs_gluon
 @pytest.mark.parametrize("gluon,block_n,stages,causal,one_split",
                          [(1, 64, 2, False, False), (1, 32, 3, True, True), (2, 64, 2, False, False),
-                          (2, 32, 5, True, True)])
-def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split):
-    args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages)]
+                          (2, 32, 5, True, True), (3, 64, 2, False, False), (3, 64, 2, True, True)])
+@pytest.mark.parametrize("page", [64, 16])
+def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page):
+    if page != 64 and gluon != 3:
+        pytest.skip("gluon 1 and 2 address every row alike; gluon=3 has a one-page-per-tile path for pages of 64k")
+    args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages), "--page", str(page)]
     r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split)
     if gluon == 1:
         # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a
         # duplicated QK^T would be 36 of n=block_n), then PV on 256 of the 512 output dims.
         assert r["wgmma"] == {f"m64n{block_n // 2}k16": 36, "m64n256k16": block_n // 16}, r
         assert r["stack"] == 0, r  # no spills at all
-    else:
+    elif gluon == 2:
         # Per tile and warpgroup: QK^T over its 288 of the 576 dims on all the tile's columns (18 wgmma),
         # then PV on its 256 output dims. Each partition's code is in the kernel, so the counts double.
         assert r["wgmma"] == {f"m64n{block_n}k16": 2 * 18, "m64n256k16": 2 * block_n // 16}, r
+    else:
+        # Per pair of tiles and warpgroup: QK^T of its own tile over all 576 dims (36 wgmma), written twice
+        # (before the loop and in it); PV of both tiles on its 256 output dims (8), written twice (in the loop
+        # and in the peeled last pair). Two partitions.
+        assert r["wgmma"] == {"m64n64k16": 2 * 2 * 36, "m64n256k16": 2 * 2 * 8}, r
+        assert r["stack"] == 0, r
     assert r["shared"] <= 232448, r  # an H200's opt-in shared memory per block
     assert r["regs"] <= 255, r
     if (gluon, block_n) != (2, 64):
@@ -115,11 +129,15 @@ GPU_CONFIGS = [
     Config(block_n=64, block_h=64, num_splits=1, num_warps=8, num_stages=1, gluon=2),
     Config(block_n=32, block_h=64, num_splits=3, num_warps=8, num_stages=5, gluon=2),
     Config(block_n=32, block_h=64, num_splits=1, num_warps=8, num_stages=2, gluon=2),
+    Config(block_n=64, block_h=64, num_splits=1, num_warps=8, num_stages=2, gluon=3),
+    Config(block_n=64, block_h=64, num_splits=3, num_warps=8, num_stages=2, gluon=3),
+    Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=3),
+    Config(block_n=64, block_h=64, num_splits=5, num_warps=8, num_stages=2, gluon=3),
 ]
 
 
 @on_sm90
-@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256] * 2)), ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
+@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256] * 3)), ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
 @pytest.mark.parametrize("h_q,s_q", [(64, 1), (40, 2), (128, 2)])
 def test_against_reference(cfg, page, h_q, s_q, seed):
     # seqlens hit 0, 1, a partial tile, whole tiles, and lengths longer than a split
@@ -130,7 +148,7 @@ def test_against_reference(cfg, page, h_q, s_q, seed):
 
 
 @on_sm90
-@pytest.mark.parametrize("gluon", [1, 2])
+@pytest.mark.parametrize("gluon", [1, 2, 3])
 def test_fp16_and_public_entry(gluon, seed):
     case = make_case([300, 5, 1000], h_q=128, s_q=1, page=64, dtype=torch.float16, seed=seed)
     out, lse = md.mla_decode(*case.args(), config=Config(num_splits=1, gluon=gluon))

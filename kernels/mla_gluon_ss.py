@@ -1,0 +1,373 @@
+"""Hopper (sm_90) split kernel in Gluon with FlashMLA's seesaw schedule (gluon=3): warpgroups take alternate KV tiles."""
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_wait
+
+# The schedule (the idea and its hand-offs follow the write-up of FlashMLA's sm90 decode kernel; the code is ours).
+# 64 query rows per program, two warpgroups, one partition each. Warpgroup 0 owns output dims [0, 256), warpgroup 1
+# owns [256, 512). KV tiles come in pairs: tile 2j goes to buffer 0 and is scored by warpgroup 0, tile 2j+1 goes to
+# buffer 1 and is scored by warpgroup 1, each over all 576 dims, so no score is computed twice. Per pair:
+#   wg0: softmax of tile 2j against the running max m -> m0; O_left += P0 V0_left (P0 in registers)
+#   wg1: softmax of tile 2j+1 against m0 -> m1; O_right += P1 V1_right; then O_right += (P0 * e^(m0-m1)) V0_right
+#   wg0: O_left = O_left * e^(m0-m1) + P1 V1_left; then the scores of the next pair's tile
+# So one warpgroup's softmax runs while the other's matmuls keep the tensor cores busy. P0 and P1 pass through
+# shared memory, with the maxima and rescale factors. Each warpgroup loads its half of every tile by cp.async
+# (warpgroup 0: latent dims [0, 256); warpgroup 1: [256, 512) and the 64 rope dims) and reloads a half as soon as
+# its last reader is done; a load's mbarrier completes when the 128 copying threads' copies have landed.
+# Shared memory: q latent 64 KB, two tiles 144 KB, P0 and P1 16 KB; q's rope dims stay in registers.
+
+NEG_INIT = gl.constexpr(-1.0e30)  # the running max starts finite, so a row with every key masked gives p = 0, not NaN
+
+
+@gluon.jit
+def _load_half(KV, BT, lat, rope, bar, b, t0, end, stride_kb, stride_kt, stride_btb,
+               PAGE: gl.constexpr, RIGHT: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
+    """cp.async one warpgroup's half of a 64-token tile; each thread arrives on `bar` once its copies land.
+    Rows past `end` re-read the last live token (their scores are masked)."""
+    if PAGE % 64 == 0:
+        # The tile lies in one page (t0 is a multiple of 64): one 64-bit base, 32-bit offsets. A tile wholly past
+        # the end reads the page of the last live token instead.
+        t0 = gl.minimum(t0, (end - 1) // 64 * 64)
+        blk = gl.load(BT + b * stride_btb + t0 // PAGE).to(gl.int64)
+        base = KV + blk * stride_kb + (t0 % PAGE).to(gl.int64) * stride_kt + RIGHT * 256
+        r = gl.minimum(gl.arange(0, 64, layout=gl.SliceLayout(1, ld)), end - 1 - t0)
+        cv = gl.arange(0, 256, layout=gl.SliceLayout(0, ld))
+        async_copy.async_copy_global_to_shared(lat, base + gl.expand_dims(r * stride_kt, 1) + gl.expand_dims(cv, 0))
+        if RIGHT:
+            rr = gl.minimum(gl.arange(0, 64, layout=gl.SliceLayout(1, ldr)), end - 1 - t0)
+            cr = gl.arange(0, 64, layout=gl.SliceLayout(0, ldr))
+            async_copy.async_copy_global_to_shared(rope, base + 256 + gl.expand_dims(rr * stride_kt, 1)
+                                                   + gl.expand_dims(cr, 0))
+    else:
+        t = gl.minimum(t0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld)), end - 1)
+        blk = gl.load(BT + b * stride_btb + t // PAGE).to(gl.int64)
+        row = blk * stride_kb + (t % PAGE).to(gl.int64) * stride_kt + RIGHT * 256
+        cv = gl.arange(0, 256, layout=gl.SliceLayout(0, ld))
+        async_copy.async_copy_global_to_shared(lat, KV + gl.expand_dims(row, 1) + gl.expand_dims(cv, 0))
+        if RIGHT:
+            tr = gl.minimum(t0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ldr)), end - 1)
+            blkr = gl.load(BT + b * stride_btb + tr // PAGE).to(gl.int64)
+            rowr = blkr * stride_kb + (tr % PAGE).to(gl.int64) * stride_kt + 512
+            cr = gl.arange(0, 64, layout=gl.SliceLayout(0, ldr))
+            async_copy.async_copy_global_to_shared(rope, KV + gl.expand_dims(rowr, 1) + gl.expand_dims(cr, 0))
+    async_copy.commit_group()
+    async_copy.mbarrier_arrive(bar, increment_count=False)
+
+
+@gluon.jit
+def _zero(j):
+    """0, made at run time from j. Buffers indexed with it get their wgmma descriptors built in the loop: built
+    once before it, the ~150 loop-invariant 64-bit descriptors spill."""
+    return gl.inline_asm_elementwise("mov.u32 $0, 0;", "=r,r", [j], dtype=gl.int32, is_pure=False, pack=1)
+
+
+@gluon.jit
+def _masked(s, t0, end, limit, scale_log2, CAUSAL: gl.constexpr, s_l: gl.constexpr):
+    """Scores in log2 units, -inf where a key is past the split's end or causally hidden."""
+    t = t0 + gl.arange(0, 64, layout=gl.SliceLayout(0, s_l))
+    keep = gl.expand_dims(t < end, 0)
+    if CAUSAL:
+        keep = keep & (gl.expand_dims(t, 0) < gl.expand_dims(limit, 1))
+    return gl.where(keep, s * scale_log2, float("-inf"))
+
+
+@gluon.jit
+def _scores(q_l, q_r, q_rope, k_l, k_r, k_rope, zero):
+    """S = q K^T over the 576 dims of one tile (latent halves from shared memory, rope from registers)."""
+    s = warpgroup_mma(q_l, k_l.permute((1, 0)), zero, use_acc=False, is_async=True)
+    s = warpgroup_mma(q_r, k_r.permute((1, 0)), s, is_async=True)
+    s = warpgroup_mma(q_rope, k_rope.permute((1, 0)), s, is_async=True)
+    return warpgroup_mma_wait(0, deps=[s])
+
+
+@gluon.jit
+def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
+            stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
+            stride_lb, stride_lh, WG: gl.constexpr, ONE_SPLIT: gl.constexpr, s_l: gl.constexpr, o_l: gl.constexpr):
+    """Add the two warpgroups' row sums, then normalize and store this warpgroup's 256 dims (warpgroup 0 also
+    stores the LSE)."""
+    row_s: gl.constexpr = gl.SliceLayout(1, s_l)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_l)
+    l_s.index(WG).store(l)
+    gl.thread_barrier()
+    mbarrier.arrive(bar_l, count=1)
+    mbarrier.wait(bar_l, 0)
+    l = l_s.index(0).load(row_s) + l_s.index(1).load(row_s)
+    empty = l == 0.0
+    out = o * gl.expand_dims(gl.convert_layout(1.0 / gl.where(empty, 1.0, l), row_o), 1)
+    rows_o = pid_h * 64 + gl.arange(0, 64, layout=row_o)
+    ok_o = gl.expand_dims(rows_o < H * S_Q, 1)
+    dv = gl.expand_dims(WG * 256 + gl.arange(0, 256, layout=gl.SliceLayout(0, o_l)), 0)
+    rows = pid_h * 64 + gl.arange(0, 64, layout=row_s)
+    ok = rows < H * S_Q
+    lse2 = gl.where(empty, float("-inf"), m + gl.log2(gl.where(empty, 1.0, l)))
+    if ONE_SPLIT:
+        if WG == 0:
+            lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
+            gl.store(LSE + b * stride_lb + (rows % H) * stride_lh + rows // H, lse, mask=ok)
+        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
+        gl.store(OUT + gl.expand_dims(o_off, 1) + dv, out.to(OUT.dtype.element_ty), mask=ok_o)
+    else:
+        if WG == 0:
+            gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
+        o_off = b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops
+        gl.store(OP + gl.expand_dims(o_off, 1) + dv, out, mask=ok_o)
+
+
+@gluon.jit
+def _partition(a, config: gl.constexpr, WG: gl.constexpr):
+    """One warpgroup: the prologue loads and scores, the pair loop (its half of the seesaw), the epilogue."""
+    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+     start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
+     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+     stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
+    PAGE: gl.constexpr = config[0]
+    ONE_SPLIT: gl.constexpr = config[1]
+    CAUSAL: gl.constexpr = config[2]
+    dtype: gl.constexpr = Q.dtype.element_ty
+    s_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 64, 16])
+    o_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 256, 16])
+    qr_dot: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_l, k_width=2)
+    p_dot: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_l, k_width=2)
+    ld: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    ldr: gl.constexpr = gl.BlockedLayout([1, 8], [8, 4], [4, 1], [1, 0])
+    row_s: gl.constexpr = gl.SliceLayout(1, s_l)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_l)
+    # bars: 0-3 tile halves landed (buffer 0 left, 0 right, 1 left, 1 right); 4 m0/scale0 ready, 5 m1/scale1
+    # ready, 6 P0 ready, 7 P1 ready, 8 row sums ready.
+    mine0 = bars.index(0 + WG)  # this warpgroup's half of buffer 0
+    mine1 = bars.index(2 + WG)
+    ready0 = (bars.index(0), bars.index(1))
+    ready1 = (bars.index(2), bars.index(3))
+
+    # q's 64 rope dims, straight into registers as the A operand of the rope part of every QK^T.
+    rq = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, qr_dot))
+    q_off = b * stride_qb + (rq // H).to(gl.int64) * stride_qs + (rq % H).to(gl.int64) * stride_qh + 512
+    cq = gl.arange(0, 64, layout=gl.SliceLayout(0, qr_dot))
+    q_rope = gl.load(Q + gl.expand_dims(q_off, 1) + gl.expand_dims(cq, 0), mask=gl.expand_dims(rq < H * S_Q, 1),
+                     other=0.0)
+
+    rows = pid_h * 64 + gl.arange(0, 64, layout=row_s)
+    limit = seqlen - S_Q + 1 + rows // H  # causal: query s sees keys t < seqlen - S_Q + 1 + s
+    zero = gl.zeros([64, 64], gl.float32, s_l)
+    s = zero
+    m = gl.full([64], NEG_INIT, gl.float32, row_s)
+    l = gl.zeros([64], gl.float32, row_s)
+    o = gl.zeros([64, 256], gl.float32, o_l)
+    n_pairs = gl.cdiv(gl.cdiv(end - start, 64), 2)
+    if n_pairs > 0:
+        lat_mine = k_r if WG else k_l
+        _load_half(KV, BT, lat_mine.index(0), k_rope.index(0), mine0, b, start, end, stride_kb, stride_kt, stride_btb,
+                   PAGE, WG, ld, ldr)
+        _load_half(KV, BT, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end, stride_kb, stride_kt,
+                   stride_btb, PAGE, WG, ld, ldr)
+        rd = ready1 if WG else ready0
+        mbarrier.wait(rd[0], 0)
+        mbarrier.wait(rd[1], 0)
+        fence_async_shared()
+        s = _scores(q_l.index(0), q_r.index(0), q_rope, k_l.index(WG), k_r.index(WG), k_rope.index(WG), zero)
+        for j in range(n_pairs - 1):
+            if WG == 0:
+                o, s, m, l = _pair0(a, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+            else:
+                o, s, m, l = _pair1(a, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+        if WG == 0:
+            o, s, m, l = _pair0(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+        else:
+            o, s, m, l = _pair1(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+    _finish(o, m, l, l_s, bars.index(8), OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
+            stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
+            stride_lb, stride_lh, WG, ONE_SPLIT, s_l, o_l)
+
+
+@gluon.jit
+def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, limit, zero,
+           s_l: gl.constexpr, o_l: gl.constexpr, p_dot: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
+    """Warpgroup 0's half of pair j; `s` holds the scores of tile 2j and, unless LAST, leaves with those of 2j+2."""
+    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+     start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
+     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+     stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
+    PAGE: gl.constexpr = config[0]
+    CAUSAL: gl.constexpr = config[2]
+    dtype: gl.constexpr = Q.dtype.element_ty
+    row_o: gl.constexpr = gl.SliceLayout(1, o_l)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_l)
+    ph = j & 1
+    t0 = start + j * 128
+    z = _zero(j)
+
+    x = _masked(s, t0, end, limit, scale_log2, CAUSAL, s_l)
+    m0 = gl.maximum(m, gl.max(x, 1))
+    sc0 = gl.exp2(m - m0)
+    p = gl.exp2(x - gl.expand_dims(m0, 1))
+    l = l * sc0 + gl.sum(p, 1)
+    m_s.index(0).store(m0)
+    c_s.index(0).store(sc0)
+    gl.thread_barrier()
+    mbarrier.arrive(bars.index(4), count=1)  # wg1 may now softmax tile 2j+1 against m0
+
+    o = o * gl.expand_dims(gl.convert_layout(sc0, row_o), 1)
+    pb = gl.convert_layout(p.to(dtype), p_dot)
+    o = warpgroup_mma(pb, k_l.index(z), o, is_async=True)
+    o, pb = warpgroup_mma_wait(0, deps=[o, pb])
+    if not LAST:  # buffer 0's left half has no readers left: fetch tile 2j+2's
+        _load_half(KV, BT, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, ld, ldr)
+
+    mbarrier.wait(bars.index(5), ph)  # wg1's max m1 and its factor e^(m0-m1)
+    m = m_s.index(1).load(row_s)
+    sc1 = c_s.index(1).load(row_s)
+    p_s.index(0).store((p * gl.expand_dims(sc1, 1)).to(dtype))
+    fence_async_shared()
+    gl.thread_barrier()
+    mbarrier.arrive(bars.index(6), count=1)  # P0, rescaled to m1, for wg1's right half
+    l = l * sc1
+    o = o * gl.expand_dims(gl.convert_layout(sc1, row_o), 1)
+    mbarrier.wait(bars.index(7), ph)  # P1
+    o = warpgroup_mma(p_s.index(1 + z), k_l.index(1 + z), o, is_async=True)
+    if LAST:
+        o = warpgroup_mma_wait(0, deps=[o])
+    else:
+        mbarrier.wait(bars.index(0), ph ^ 1)
+        mbarrier.wait(bars.index(1), ph ^ 1)
+        fence_async_shared()
+        s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
+        o = warpgroup_mma_wait(1, deps=[o])
+        # buffer 1's left half has no readers left: fetch tile 2j+3's
+        _load_half(KV, BT, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, ld, ldr)
+        s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma(q_rope, k_rope.index(z).permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma_wait(0, deps=[s])
+    return o, s, m, l
+
+
+@gluon.jit
+def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, limit, zero,
+           s_l: gl.constexpr, o_l: gl.constexpr, p_dot: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
+    """Warpgroup 1's half of pair j; `s` holds the scores of tile 2j+1 and, unless LAST, leaves with those of 2j+3."""
+    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+     start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
+     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+     stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
+    PAGE: gl.constexpr = config[0]
+    CAUSAL: gl.constexpr = config[2]
+    dtype: gl.constexpr = Q.dtype.element_ty
+    row_o: gl.constexpr = gl.SliceLayout(1, o_l)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_l)
+    ph = j & 1
+    t0 = start + j * 128 + 64
+    z = _zero(j)
+
+    mbarrier.wait(bars.index(4), ph)  # wg0's max m0 and its factor e^(m-m0)
+    m0 = m_s.index(0).load(row_s)
+    sc0 = c_s.index(0).load(row_s)
+    x = _masked(s, t0, end, limit, scale_log2, CAUSAL, s_l)
+    m1 = gl.maximum(m0, gl.max(x, 1))
+    sc1 = gl.exp2(m0 - m1)
+    p = gl.exp2(x - gl.expand_dims(m1, 1))
+    sc = sc0 * sc1
+    l = l * sc + gl.sum(p, 1)
+    m_s.index(1).store(m1)
+    c_s.index(1).store(sc1)
+    gl.thread_barrier()
+    mbarrier.arrive(bars.index(5), count=1)
+
+    o = o * gl.expand_dims(gl.convert_layout(sc, row_o), 1)
+    pb = p.to(dtype)
+    p_s.index(1).store(pb)
+    fence_async_shared()
+    pd = gl.convert_layout(pb, p_dot)
+    o = warpgroup_mma(pd, k_r.index(1 + z), o, is_async=True)
+    gl.thread_barrier()
+    mbarrier.arrive(bars.index(7), count=1)  # P1 for wg0's left half
+    mbarrier.wait(bars.index(6), ph)  # P0, rescaled to m1
+    o = warpgroup_mma(p_s.index(z), k_r.index(z), o, is_async=True)
+    if LAST:
+        o, pd = warpgroup_mma_wait(0, deps=[o, pd])
+    else:
+        o, pd = warpgroup_mma_wait(1, deps=[o, pd])
+        # buffer 1's right half (and rope) has no readers left: fetch tile 2j+3's
+        _load_half(KV, BT, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, ld, ldr)
+        o = warpgroup_mma_wait(0, deps=[o])
+        # buffer 0's right half: tile 2j+2's
+        _load_half(KV, BT, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, ld, ldr)
+        mbarrier.wait(bars.index(2), ph ^ 1)
+        mbarrier.wait(bars.index(3), ph ^ 1)
+        fence_async_shared()
+        s = _scores(q_l.index(z), q_r.index(z), q_rope, k_l.index(1 + z), k_r.index(1 + z), k_rope.index(1 + z), zero)
+    return o, s, m1, l
+
+
+@gluon.jit(do_not_specialize=["num_splits"])
+def split_kernel_ss(
+    Q, KV, BT, SEQ, OP, LP, OUT, LSE,
+    scale_log2,
+    num_splits, split_len,
+    stride_qb, stride_qs, stride_qh,
+    stride_kb, stride_kt,
+    stride_btb,
+    stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+    stride_ob, stride_os, stride_oh,
+    stride_lb, stride_lh,
+    H, S_Q, PAGE: gl.constexpr,
+    BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+    ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr,
+):
+    gl.static_assert(gl.num_warps() == 4, "the seesaw kernel runs one warpgroup per partition")
+    gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
+    dtype: gl.constexpr = Q.dtype.element_ty
+    lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
+    sq_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 64], dtype)
+    vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # indexed to 1-D rows
+    ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+
+    pid_h = gl.program_id(0)
+    split = gl.program_id(1)
+    b = gl.program_id(2).to(gl.int64)
+    seqlen = gl.load(SEQ + b)
+    start = split * split_len
+    end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    if not ONE_SPLIT:
+        if start >= seqlen:
+            return  # the combine skips splits past the sequence's end
+
+    # q's latent dims go to shared memory once, as two 256-dim halves (the A operands of every QK^T).
+    rq = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, ldq))
+    q_off = b * stride_qb + (rq // H).to(gl.int64) * stride_qs + (rq % H).to(gl.int64) * stride_qh
+    cq = gl.arange(0, 256, layout=gl.SliceLayout(0, ldq))
+    q_ptr = Q + gl.expand_dims(q_off, 1) + gl.expand_dims(cq, 0)
+    q_ok = gl.expand_dims(rq < H * S_Q, 1)
+    q_l = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
+    q_r = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
+    q_l.index(0).store(gl.load(q_ptr, mask=q_ok, other=0.0))
+    q_r.index(0).store(gl.load(q_ptr + 256, mask=q_ok, other=0.0))
+    fence_async_shared()
+
+    k_l = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
+    k_r = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
+    k_rope = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
+    p_s = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
+    m_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    bars = gl.allocate_shared_memory(gl.int64, [9, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(4):
+        mbarrier.init(bars.index(i), count=128)  # every copying thread arrives once its copies land
+    for i in gl.static_range(4, 8):
+        mbarrier.init(bars.index(i), count=1)
+    mbarrier.init(bars.index(8), count=2)
+
+    args = (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split,
+            seqlen, start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
+            stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+            stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
+    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL)
+    gl.warp_specialize([(_partition, (args, config, 0)), (_partition, (args, config, 1))], [4], [256])
