@@ -4,7 +4,8 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 # The schedule (the idea and its hand-offs follow the write-up of FlashMLA's sm90 decode kernel; the code is ours).
 # 64 query rows per program, two warpgroups, one partition each. Warpgroup 0 owns output dims [0, 256), warpgroup 1
@@ -14,19 +15,21 @@ from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared,
 #   wg1: softmax of tile 2j+1 against m0 -> m1; O_right += P1 V1_right; then O_right += (P0 * e^(m0-m1)) V0_right
 #   wg0: O_left = O_left * e^(m0-m1) + P1 V1_left; then the scores of the next pair's tile
 # So one warpgroup's softmax runs while the other's matmuls keep the tensor cores busy. P0 and P1 pass through
-# shared memory, with the maxima and rescale factors. Each warpgroup loads its half of every tile by cp.async
-# (warpgroup 0: latent dims [0, 256); warpgroup 1: [256, 512) and the 64 rope dims) and reloads a half as soon as
-# its last reader is done; a load's mbarrier completes when the 128 copying threads' copies have landed.
+# shared memory, with the maxima and rescale factors. Each warpgroup loads its half of every tile (warpgroup 0:
+# latent dims [0, 256); warpgroup 1: [256, 512) and the 64 rope dims) and reloads a half as soon as its last
+# reader is done. With pages of 64k tokens in a packed cache a whole tile is one TMA copy per 64 dims (USE_TMA);
+# otherwise, and for a split's partial last tile (its rows past the end may hold anything, even NaN), cp.async
+# copies re-read the last live token instead.
 # Shared memory: q latent 64 KB, two tiles 144 KB, P0 and P1 16 KB; q's rope dims stay in registers.
 
 NEG_INIT = gl.constexpr(-1.0e30)  # the running max starts finite, so a row with every key masked gives p = 0, not NaN
 
 
 @gluon.jit
-def _load_half(KV, BT, lat, rope, bar, b, t0, end, stride_kb, stride_kt, stride_btb,
+def _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb,
                PAGE: gl.constexpr, RIGHT: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
-    """cp.async one warpgroup's half of a 64-token tile; each thread arrives on `bar` once its copies land.
-    Rows past `end` re-read the last live token (their scores are masked)."""
+    """cp.async one warpgroup's half of a 64-token tile. Rows past `end` re-read the last live token (their
+    scores are masked)."""
     if PAGE % 64 == 0:
         # The tile lies in one page (t0 is a multiple of 64): one 64-bit base, 32-bit offsets. A tile wholly past
         # the end reads the page of the last live token instead.
@@ -54,7 +57,27 @@ def _load_half(KV, BT, lat, rope, bar, b, t0, end, stride_kb, stride_kt, stride_
             cr = gl.arange(0, 64, layout=gl.SliceLayout(0, ldr))
             async_copy.async_copy_global_to_shared(rope, KV + gl.expand_dims(rowr, 1) + gl.expand_dims(cr, 0))
     async_copy.commit_group()
-    async_copy.mbarrier_arrive(bar, increment_count=False)
+
+
+@gluon.jit
+def _load_half(KV, BT, KD, RD, lat, rope, bar, b, t0, end, stride_kb, stride_kt, stride_btb,
+               PAGE: gl.constexpr, RIGHT: gl.constexpr, USE_TMA: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
+    """Load one warpgroup's half of a 64-token tile; `bar` completes when it has landed."""
+    if USE_TMA:
+        if t0 + 64 <= end:  # every row live: TMA, one elected thread per warp issues a 64-dim box
+            row = gl.load(BT + b * stride_btb + t0 // PAGE) * PAGE + t0 % PAGE
+            mbarrier.expect(bar, 64 * 256 * 2 + RIGHT * 64 * 64 * 2)
+            tma.async_copy_global_to_shared(KD, [row, RIGHT * 256], bar, lat)
+            if RIGHT:
+                tma.async_copy_global_to_shared(RD, [row, 512], bar, rope)
+        else:  # a split's last tile: clamped cp.async rows, waited for here (once per split)
+            _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb, PAGE, RIGHT, ld, ldr)
+            async_copy.wait_group(0)
+            gl.thread_barrier()
+            mbarrier.arrive(bar, count=1)
+    else:  # each of the 128 threads arrives once its own copies land
+        _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb, PAGE, RIGHT, ld, ldr)
+        async_copy.mbarrier_arrive(bar, increment_count=False)
 
 
 @gluon.jit
@@ -120,13 +143,14 @@ def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
 @gluon.jit
 def _partition(a, config: gl.constexpr, WG: gl.constexpr):
     """One warpgroup: the prologue loads and scores, the pair loop (its half of the seesaw), the epilogue."""
-    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+    (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
      start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
      stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
      stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
     PAGE: gl.constexpr = config[0]
     ONE_SPLIT: gl.constexpr = config[1]
     CAUSAL: gl.constexpr = config[2]
+    USE_TMA: gl.constexpr = config[3]
     dtype: gl.constexpr = Q.dtype.element_ty
     s_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 64, 16])
     o_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 256, 16])
@@ -160,10 +184,10 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
     n_pairs = gl.cdiv(gl.cdiv(end - start, 64), 2)
     if n_pairs > 0:
         lat_mine = k_r if WG else k_l
-        _load_half(KV, BT, lat_mine.index(0), k_rope.index(0), mine0, b, start, end, stride_kb, stride_kt, stride_btb,
-                   PAGE, WG, ld, ldr)
-        _load_half(KV, BT, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end, stride_kb, stride_kt,
-                   stride_btb, PAGE, WG, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(0), k_rope.index(0), mine0, b, start, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
         rd = ready1 if WG else ready0
         mbarrier.wait(rd[0], 0)
         mbarrier.wait(rd[1], 0)
@@ -187,12 +211,13 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
 def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, limit, zero,
            s_l: gl.constexpr, o_l: gl.constexpr, p_dot: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
     """Warpgroup 0's half of pair j; `s` holds the scores of tile 2j and, unless LAST, leaves with those of 2j+2."""
-    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+    (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
      start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
      stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
      stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
     PAGE: gl.constexpr = config[0]
     CAUSAL: gl.constexpr = config[2]
+    USE_TMA: gl.constexpr = config[3]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
@@ -215,8 +240,8 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     o = warpgroup_mma(pb, k_l.index(z), o, is_async=True)
     o, pb = warpgroup_mma_wait(0, deps=[o, pb])
     if not LAST:  # buffer 0's left half has no readers left: fetch tile 2j+2's
-        _load_half(KV, BT, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, ld, ldr)
 
     mbarrier.wait(bars.index(5), ph)  # wg1's max m1 and its factor e^(m0-m1)
     m = m_s.index(1).load(row_s)
@@ -238,8 +263,8 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
         s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
         o = warpgroup_mma_wait(1, deps=[o])
         # buffer 1's left half has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, ld, ldr)
         s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma(q_rope, k_rope.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
@@ -250,12 +275,13 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
 def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, limit, zero,
            s_l: gl.constexpr, o_l: gl.constexpr, p_dot: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
     """Warpgroup 1's half of pair j; `s` holds the scores of tile 2j+1 and, unless LAST, leaves with those of 2j+3."""
-    (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
+    (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split, seqlen,
      start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
      stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
      stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q) = a
     PAGE: gl.constexpr = config[0]
     CAUSAL: gl.constexpr = config[2]
+    USE_TMA: gl.constexpr = config[3]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
@@ -292,12 +318,12 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     else:
         o, pd = warpgroup_mma_wait(1, deps=[o, pd])
         # buffer 1's right half (and rope) has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, ld, ldr)
         o = warpgroup_mma_wait(0, deps=[o])
         # buffer 0's right half: tile 2j+2's
-        _load_half(KV, BT, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, ld, ldr)
         mbarrier.wait(bars.index(2), ph ^ 1)
         mbarrier.wait(bars.index(3), ph ^ 1)
         fence_async_shared()
@@ -307,7 +333,7 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
 
 @gluon.jit(do_not_specialize=["num_splits"])
 def split_kernel_ss(
-    Q, KV, BT, SEQ, OP, LP, OUT, LSE,
+    Q, KV, KD, RD, BT, SEQ, OP, LP, OUT, LSE,
     scale_log2,
     num_splits, split_len,
     stride_qb, stride_qs, stride_qh,
@@ -319,7 +345,7 @@ def split_kernel_ss(
     H, S_Q, PAGE: gl.constexpr,
     BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
     ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
-    DV: gl.constexpr, DR: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr, USE_TMA: gl.constexpr,
 ):
     gl.static_assert(gl.num_warps() == 4, "the seesaw kernel runs one warpgroup per partition")
     gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
@@ -359,15 +385,43 @@ def split_kernel_ss(
     c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
     l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
     bars = gl.allocate_shared_memory(gl.int64, [9, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(4):
-        mbarrier.init(bars.index(i), count=128)  # every copying thread arrives once its copies land
+    for i in gl.static_range(4):  # TMA: the expect-bytes arrival; cp.async: each copying thread's
+        mbarrier.init(bars.index(i), count=1 if USE_TMA else 128)
     for i in gl.static_range(4, 8):
         mbarrier.init(bars.index(i), count=1)
     mbarrier.init(bars.index(8), count=2)
 
-    args = (Q, KV, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split,
+    args = (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split,
             seqlen, start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
             stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL)
+    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL, USE_TMA)
     gl.warp_specialize([(_partition, (args, config, 0)), (_partition, (args, config, 1))], [4], [256])
+
+
+LAT_LAYOUT = gl.NVMMASharedLayout.get_default_for([64, 256], gl.bfloat16)  # 16-bit types share it
+ROPE_LAYOUT = gl.NVMMASharedLayout.get_default_for([64, 64], gl.bfloat16)
+
+
+def descriptors(kv):
+    """(latent, rope, use_tma) for a 16-bit cache [blocks, page, 1, 576]: TMA descriptors over its tokens as rows.
+    Without pages of 64k tokens packed back to back there is no such view; the kernel then copies with cp.async
+    and gets descriptors over a stand-in tensor that it never reads."""
+    blocks, page = kv.shape[0], kv.shape[1]
+    packed = (page % 64 == 0 and kv.stride(-1) == 1 and kv.stride(0) == page * kv.stride(1)
+              and kv.stride(1) % 8 == 0 and kv.data_ptr() % 16 == 0)
+    rows = kv.as_strided((blocks * page, kv.shape[-1]), (kv.stride(1), 1)) if packed else _stand_in(kv.dtype, kv.device)
+    return (TensorDescriptor(rows, list(rows.shape), list(rows.stride()), [64, 256], LAT_LAYOUT),
+            TensorDescriptor(rows, list(rows.shape), list(rows.stride()), [64, 64], ROPE_LAYOUT), packed)
+
+
+_STAND_INS: dict = {}
+
+
+def _stand_in(dtype, device):
+    key = (dtype, str(device))
+    if key not in _STAND_INS:
+        import torch
+
+        _STAND_INS[key] = torch.zeros((64, 576), dtype=dtype, device=device)
+    return _STAND_INS[key]
