@@ -257,14 +257,17 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     if LAST:
         o = warpgroup_mma_wait(0, deps=[o])
     else:
+        # Tile 2j+2's left half (loaded by this warpgroup, early in the pair) first; its right half comes from
+        # wg1, which could only start it after its last matmul on buffer 0.
         mbarrier.wait(bars.index(0), ph ^ 1)
-        mbarrier.wait(bars.index(1), ph ^ 1)
         fence_async_shared()
         s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
         o = warpgroup_mma_wait(1, deps=[o])
         # buffer 1's left half has no readers left: fetch tile 2j+3's
         _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end,
                    stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, ld, ldr)
+        mbarrier.wait(bars.index(1), ph ^ 1)
+        fence_async_shared()
         s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma(q_rope, k_rope.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
@@ -324,10 +327,15 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
         # buffer 0's right half: tile 2j+2's
         _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end,
                    stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, ld, ldr)
-        mbarrier.wait(bars.index(2), ph ^ 1)
+        # Tile 2j+3's right half (loaded by this warpgroup) first; its left half comes from wg0, late in the pair.
         mbarrier.wait(bars.index(3), ph ^ 1)
         fence_async_shared()
-        s = _scores(q_l.index(z), q_r.index(z), q_rope, k_l.index(1 + z), k_r.index(1 + z), k_rope.index(1 + z), zero)
+        s = warpgroup_mma(q_r.index(z), k_r.index(1 + z).permute((1, 0)), zero, use_acc=False, is_async=True)
+        s = warpgroup_mma(q_rope, k_rope.index(1 + z).permute((1, 0)), s, is_async=True)
+        mbarrier.wait(bars.index(2), ph ^ 1)
+        fence_async_shared()
+        s = warpgroup_mma(q_l.index(z), k_l.index(1 + z).permute((1, 0)), s, is_async=True)
+        s = warpgroup_mma_wait(0, deps=[s])
     return o, s, m1, l
 
 
