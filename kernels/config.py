@@ -59,8 +59,9 @@ def kv_bytes_per_elem(kv_format: str) -> int:
 
 def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
     """Bytes of shared memory: pipelined KV tiles (as bf16 after dequant) plus q and P."""
-    if cfg.gluon == 3:  # q latent, two whole tiles, P0 and P1, row maxima/factors/sums, mbarriers (stages fixed)
-        return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 1024
+    if cfg.gluon == 3:  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
+        # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.
+        return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
     if cfg.gluon == 2:  # KV stages, the two partial score tiles (fp32), P, q's rope dims, row factors
         return (cfg.num_stages * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 4 + cfg.block_h * cfg.block_n * 2
                 + cfg.block_h * D_ROPE * 2 + 512)

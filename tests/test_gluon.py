@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from mlatune.kernels import Config, check_config
+from mlatune.kernels.config import smem_estimate
 
 from helpers import compare, make_case, reference, run_poisoned, seed  # noqa: F401 (seed is a fixture)
 
@@ -103,6 +104,7 @@ def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page):
         # and in the peeled last pair). Two partitions.
         assert r["wgmma"] == {"m64n64k16": 2 * 2 * 36, "m64n256k16": 2 * 2 * 8}, r
         assert r["stack"] == 0, r
+        assert r["shared"] <= smem_estimate(Config(gluon=3)), r  # the rules must not admit what cannot launch
     assert r["shared"] <= 232448, r  # an H200's opt-in shared memory per block
     assert r["regs"] <= 255, r
     if (gluon, block_n) != (2, 64):
