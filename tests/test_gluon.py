@@ -169,4 +169,3 @@ def test_seesaw_uses_tma_only_where_tiles_are_whole_rows_of_a_packed_cache():
     assert descriptors(torch.randn(5, 16, 1, 576).to(torch.bfloat16))[2] is False  # a tile spans 4 pages
     kd, rd, _ = descriptors(kv)
     assert kd.block_shape == [64, 256] and rd.block_shape == [64, 64] and kd.shape == [640, 576]
-
