@@ -28,7 +28,8 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     from triton.experimental.gluon._runtime import GluonASTSource
 
     module, name, warps = KERNELS[version]
-    fn = getattr(importlib.import_module("mlatune.kernels." + module), name)
+    mod = importlib.import_module("mlatune.kernels." + module)
+    fn = getattr(mod, name)
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
     if version == 3:
         const["USE_TMA"] = tma and page % 64 == 0
@@ -37,7 +38,6 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
         if n in const:
             sig[n] = "constexpr"
         elif n in ("KD", "RD"):  # gluon=3's TMA descriptors over the cache's token rows
-            mod = importlib.import_module("mlatune.kernels." + module)
             block, layout = ([64, 256], mod.LAT_LAYOUT) if n == "KD" else ([64, 64], mod.ROPE_LAYOUT)
             sig[n] = f"tensordesc<bf16{block},{layout!r}>"
         elif n in PTRS:
