@@ -161,7 +161,7 @@ def source_hash() -> str:
     md = importlib.import_module(__package__ + ".mla_decode")  # the module; the package re-exports a function of that name
 
     parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._q_chunk.fn, md._k_chunk.fn, md._combine_kernel.fn,
-             md.launch, md.split_length, md.resolve_splits, md.kv_views,
+             md.launch, md.schedule, md.split_length, md.resolve_splits, md.kv_views,
              auto_splits, Config, _gluon_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:

@@ -431,10 +431,15 @@ def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: 
     about total / (batch * per_seq) tokens and long sequences get more programs, as FlashMLA's scheduler
     balances them. Host-side only: call it at plan time."""
     mean = max_seqlen if total_tokens is None else max(1, total_tokens // max(batch, 1))
-    per_seq = cfg.num_splits or auto_splits(batch, triton.cdiv(rows, cfg.block_h), mean, num_sms(device), cfg.block_n)
+    groups, sms = triton.cdiv(rows, cfg.block_h), num_sms(device)
+    per_seq = cfg.num_splits or auto_splits(batch, groups, mean, sms, cfg.block_n)
     if total_tokens is None or total_tokens >= batch * max_seqlen:
         return per_seq
     target = split_length(mean, per_seq, cfg.block_n)
+    if cfg.gluon == 3:
+        # Its programs take the pieces longest first (schedule()), so a piece up to one SM's share of the
+        # work keeps the SMs balanced; fewer, longer pieces cost fewer prologues and partials.
+        target = max(target, split_length(total_tokens * groups, sms, cfg.block_n))
     return int(min(MAX_GRID_SPLITS, max(per_seq, triton.cdiv(max(max_seqlen, 1), target))))
 
 
@@ -463,11 +468,30 @@ def split_length(max_seqlen: int, splits: int, block_n: int) -> int:
     return max(1, triton.cdiv(triton.cdiv(max(max_seqlen, 1), splits), block_n)) * block_n
 
 
+def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: int,
+             total_tokens: int | None = None) -> torch.Tensor | None:
+    """The order in which the programs of gluon=3 take the (sequence, split) pieces: longest first, so that
+    the short pieces fill the last wave (list scheduling, as FlashMLA's metadata balances its SMs). An
+    int32 tensor of piece indices b * splits + split, built on the device (no host sync) once per decode
+    step; None for kernels that take the grid in its natural order, and where total_tokens says the lengths
+    are equal. Any permutation is correct: an order built from other seqlens or another max_seqlen only
+    balances worse."""
+    if cfg.gluon != 3 or (total_tokens is not None and total_tokens >= cache_seqlens.shape[0] * max_seqlen):
+        return None
+    split_len = split_length(max_seqlen, splits, cfg.block_n)
+    sl = cache_seqlens.to(torch.int64)[:, None]
+    start = torch.arange(splits, device=sl.device) * split_len
+    end = torch.minimum(start + split_len, sl)
+    end[:, -1:] = sl  # the last split takes the rest, as in the kernels
+    return torch.argsort((end - start).clamp_min(0).flatten(), descending=True, stable=True).to(torch.int32)
+
+
 def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg: Config, splits: int,
-           fmt: str, k_scale=None, partials=None, max_seqlen=None):
+           fmt: str, k_scale=None, partials=None, max_seqlen=None, order=None):
     """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given.
     max_seqlen sizes the splits (default: what the block table covers); an underestimate stays
-    correct, as the last split takes the rest."""
+    correct, as the last split takes the rest. order (from schedule(), gluon=3 only, else ignored) is the
+    order in which programs take the pieces; without it they go in batch order."""
     batch, s_q, h_q, _ = q.shape
     rows = s_q * h_q
     page = kv_cache.shape[1]
@@ -484,12 +508,15 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     if cfg.gluon:
         # gluon 2 and 3: 4 warps here plus a 4-warp worker partition; 3 also takes TMA descriptors over the cache
         kernel, warps = {1: (split_kernel_sm90, 8), 2: (split_kernel_ws, 4), 3: (split_kernel_ss, 4)}[cfg.gluon]
-        extra, tma = {}, ()
+        extra, tma, ords = {}, (), ()
         if cfg.gluon == 3:
             kd, rd, use_tma = gluon_descriptors(main)
-            extra, tma = dict(USE_TMA=use_tma), (kd, rd)
+            extra, tma = dict(USE_TMA=use_tma, ORDERED=order is not None), (kd, rd)
+            ords = (cache_seqlens if order is None else order,)  # an unused pointer without an order
+            if order is not None:
+                grid = (grid[0] * splits * batch,)
         LAST_COMPILED["split"] = kernel[grid](
-            q, main, *tma, block_table, cache_seqlens, op, lp, out, lse,
+            q, main, *tma, block_table, cache_seqlens, *ords, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,
             q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
             *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
@@ -546,5 +573,6 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
     splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device, total)
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
+    order = schedule(cfg, cache_seqlens, splits, max_seqlen, total)
     return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale,
-                  max_seqlen=max_seqlen)
+                  max_seqlen=max_seqlen, order=order)

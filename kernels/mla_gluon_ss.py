@@ -341,7 +341,7 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
 
 @gluon.jit(do_not_specialize=["num_splits"])
 def split_kernel_ss(
-    Q, KV, KD, RD, BT, SEQ, OP, LP, OUT, LSE,
+    Q, KV, KD, RD, BT, SEQ, ORD, OP, LP, OUT, LSE,
     scale_log2,
     num_splits, split_len,
     stride_qb, stride_qs, stride_qh,
@@ -353,7 +353,7 @@ def split_kernel_ss(
     H, S_Q, PAGE: gl.constexpr,
     BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
     ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
-    DV: gl.constexpr, DR: gl.constexpr, USE_TMA: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr, USE_TMA: gl.constexpr, ORDERED: gl.constexpr,
 ):
     gl.static_assert(gl.num_warps() == 4, "the seesaw kernel runs one warpgroup per partition")
     gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
@@ -363,9 +363,16 @@ def split_kernel_ss(
     vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # indexed to 1-D rows
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
-    pid_h = gl.program_id(0)
-    split = gl.program_id(1)
-    b = gl.program_id(2).to(gl.int64)
+    if ORDERED:  # a 1-D grid walks ORD, a host-built order of the (sequence, split) pieces; a piece's row groups are adjacent
+        groups = (H * S_Q + 63) // 64
+        pid_h = gl.program_id(0) % groups
+        piece = gl.load(ORD + gl.program_id(0) // groups)
+        split = piece % num_splits
+        b = (piece // num_splits).to(gl.int64)
+    else:
+        pid_h = gl.program_id(0)
+        split = gl.program_id(1)
+        b = gl.program_id(2).to(gl.int64)
     seqlen = gl.load(SEQ + b)
     start = split * split_len
     end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))

@@ -47,15 +47,17 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
     out = []
     for vals in itertools.product(*(g[n] for n in names)):
         c = Config(**dict(zip(names, vals)))
-        if c.block_h > cap:
+        if c.block_h > cap and not c.gluon:  # the Gluon kernels always take 64 rows
             continue
         if not check_config(c, kv_format, smem_limit=232448):
             out.append(c)
     return out
 
 
-def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, device: str = "cuda") -> list[dict]:
-    """Verify (as the sweep does) and time each config on one set of inputs; one row per config."""
+def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, device: str = "cuda",
+            ordered: bool = True) -> list[dict]:
+    """Verify (as the sweep does) and time each config on one set of inputs; one row per config.
+    ordered=False launches gluon=3 without its piece order (programs take pieces in batch order)."""
     inp = make_inputs(w, device, seed=seed, seqlens=timing_seqlens(w))
     verify_inp = make_inputs(w, device, seed=seed + 1) if check else None
     ref = reference(verify_inp, w.causal) if check else None
@@ -63,7 +65,7 @@ def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, 
     flops, nbytes = flops_bytes(w, total)
     rows = []
     for cfg in cfgs:
-        r = dict(w.to_dict(), **cfg.to_dict(), total_tokens=total)
+        r = dict(w.to_dict(), **cfg.to_dict(), total_tokens=total, ordered=int(ordered))
         try:
             if check:
                 chk = verify_config(KERNEL, verify_inp, ref, cfg, w.causal)
@@ -71,7 +73,7 @@ def measure(w: Workload, cfgs: list[Config], seed: int = 0, check: bool = True, 
                 if not chk.ok:
                     rows.append(dict(r, status="incorrect", reason=chk.reason))
                     continue
-            call, _, _ = make_launch(KERNEL, inp, cfg, w.causal)
+            call, _, _ = make_launch(KERNEL, inp, cfg, w.causal, ordered=ordered)
             t = time_cuda(call) if device.startswith("cuda") else time_cpu(call)
             r.update(status="ok", time_us=t.median_us, p20_us=t.p20_us, p80_us=t.p80_us, reps=t.reps,
                      gbps=nbytes / t.median_us / 1e3, tflops=flops / t.median_us / 1e6)
@@ -94,6 +96,7 @@ def main():
     ap.add_argument("--grid", default="", help="JSON dict of knob lists overriding DEFAULT_GRID")
     ap.add_argument("--kv-format", default="bf16", choices=["bf16", "fp8", "fp8_flashmla"])
     ap.add_argument("--tag", default="explore")
+    ap.add_argument("--no-order", action="store_true", help="time gluon=3 with its programs in batch order (no piece schedule)")
     a = ap.parse_args()
     rows = anchor_rows()
     if a.shapes:
@@ -117,7 +120,7 @@ def main():
         json.dump(comp, f)
     all_rows = []
     for r, w, cfgs in plan:
-        res = measure(w, cfgs)
+        res = measure(w, cfgs, ordered=not a.no_order)
         fm_us = float(r["flashmla_us"])
         for x in res:
             x["flashmla_us"] = fm_us

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from collections import Counter
 
-PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16",
+PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32", "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16",
         "LSE": "*fp32"}
 
 
@@ -20,7 +20,7 @@ KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
-                  version: int = 1, tma: bool = True):
+                  version: int = 1, tma: bool = True, ordered: bool = False):
     """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90. Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
     library functions for Python ones that the compiler cannot lower."""
     import triton
@@ -33,6 +33,7 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
     if version == 3:
         const["USE_TMA"] = tma and page % 64 == 0
+        const["ORDERED"] = ordered
     sig, attrs = {}, {}
     for i, n in enumerate(fn.arg_names):
         if n in const:
@@ -84,12 +85,12 @@ def resources(cubin: bytes) -> tuple[int, int]:
 
 
 def report(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
-           version: int = 1, tma: bool = True) -> dict:
-    k = compile_gluon(block_n, stages, causal, one_split, page, version, tma)
+           version: int = 1, tma: bool = True, ordered: bool = False) -> dict:
+    k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
     return dict(gluon=version, block_n=block_n, stages=stages, causal=causal, one_split=one_split, page=page,
-                tma=version == 3 and tma and page % 64 == 0,
+                tma=version == 3 and tma and page % 64 == 0, ordered=version == 3 and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
                 wgmma=dict(wgmma))
 
@@ -103,10 +104,11 @@ def main():
     ap.add_argument("--page", type=int, default=64)
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     ap.add_argument("--no-tma", action="store_true", help="gluon=3: compile the cp.async path (as for unpacked caches)")
+    ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("unset TRITON_INTERPRET: the interpreter's library functions cannot be compiled")
-    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page, a.gluon, not a.no_tma)))
+    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page, a.gluon, not a.no_tma, a.ordered)))
 
 
 if __name__ == "__main__":

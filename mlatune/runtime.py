@@ -2,7 +2,8 @@
 
 Typical use, once per decode step then once per layer::
 
-    p = plan(batch, s_q=1, h_q=128, max_seqlen=int(max_len), device="cuda")
+    p = plan(batch, s_q=1, h_q=128, max_seqlen=int(max_len), device="cuda",
+             total_tokens=int(total), cache_seqlens=cache_seqlens)  # both optional: they balance uneven lengths
     for layer in layers:
         out, lse = run(p, q, kv_cache, block_table, cache_seqlens, causal=True)
 
@@ -39,7 +40,7 @@ import torch
 from . import table as tbl
 from .kernels.config import D_LATENT, D_QK, Config
 from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, default_config, gluon_runs_on, interpreted,
-                                 kv_format_of, launch, resolve_splits)
+                                 kv_format_of, launch, resolve_splits, schedule)
 
 log = logging.getLogger(__name__)
 ENV_DIR = "MLATUNE_CONFIG_DIR"
@@ -143,6 +144,7 @@ class Plan:
     out: torch.Tensor  # [batch, s_q, h_q, 512], overwritten by each run()
     lse: torch.Tensor  # [batch, h_q, s_q] fp32, overwritten by each run()
     partials: tuple | None  # split-KV partial outputs and lse, when splits > 1
+    order: torch.Tensor | None = None  # gluon=3's piece order (schedule()), when plan() saw the seqlens
     checked: bool = False  # the first run() validates inputs fully
     q_shape: tuple = field(init=False)  # what run() expects, precomputed for the per-call check
     kv_dtype: torch.dtype = field(init=False)
@@ -153,7 +155,8 @@ class Plan:
 
 
 def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "bf16", page_size: int = 64,
-         device=None, dtype: torch.dtype = torch.bfloat16, total_tokens: int | None = None) -> Plan:
+         device=None, dtype: torch.dtype = torch.bfloat16, total_tokens: int | None = None,
+         cache_seqlens: torch.Tensor | None = None) -> Plan:
     """Host side, once per decode step: pick the config, resolve the split count and allocate the buffers.
 
     max_seqlen is the longest cache length in the batch. It picks the table bucket, the auto split count
@@ -163,6 +166,9 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     It may also be the cache_seqlens tensor itself: then its max and sum are read here, one host sync per plan.
     total_tokens (the sum of the seqlens), when given, balances uneven lengths: splits are sized from the mean
     so that long sequences get more programs, and the table is looked up at the mean length.
+    cache_seqlens (or a max_seqlen given as that tensor) also orders the programs of the seesaw kernel
+    (gluon=3) longest piece first, built on the device without a sync. The order only balances: runs with
+    other seqlens stay correct.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")
@@ -173,6 +179,7 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if isinstance(max_seqlen, torch.Tensor):
+        cache_seqlens = max_seqlen if cache_seqlens is None else cache_seqlens
         sl = max_seqlen.to(torch.int64)
         max_seqlen, total_tokens = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
     lookup = max_seqlen if total_tokens is None else max(1, total_tokens // batch)
@@ -182,8 +189,13 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     partials = alloc_partials(batch, rows, splits, device) if splits > 1 else None
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=dtype, device=device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=device)
+    order = None
+    if cache_seqlens is not None:
+        if cache_seqlens.shape != (batch,):
+            raise ValueError(f"cache_seqlens must have shape ({batch},), got {tuple(cache_seqlens.shape)}")
+        order = schedule(cfg, cache_seqlens.to(device), splits, int(max_seqlen), total_tokens)
     return Plan(batch, s_q, h_q, int(max_seqlen), kv_format, page_size, device, dtype, cfg, splits, source,
-                out, lse, partials)
+                out, lse, partials, order)
 
 
 def _mismatch(p: Plan, q, kv_cache, block_table, cache_seqlens) -> str | None:
@@ -218,7 +230,7 @@ def run(p: Plan, q, kv_cache, block_table, cache_seqlens, softmax_scale=None, ca
         softmax_scale = D_QK ** -0.5
     return launch(q, kv_cache, block_table, cache_seqlens, p.out if out is None else out, p.lse if lse is None else lse,
                   softmax_scale, causal, p.config, p.splits, p.kv_format, k_scale, p.partials,
-                  max_seqlen=p.max_seqlen)
+                  max_seqlen=p.max_seqlen, order=p.order)
 
 
 # ---------------------------------------------------------------- FlashMLA-compatible API
@@ -228,8 +240,9 @@ class MlaMetadata:
     """Returned by get_mla_metadata in place of FlashMLA's tile scheduler metadata. Holds the step's sizes
     and one Plan per (q shape, dtype, cache format, page) seen, built on first use."""
 
-    def __init__(self, batch, s_q, h_q, max_seqlen, device):
+    def __init__(self, batch, s_q, h_q, max_seqlen, device, cache_seqlens=None):
         self.batch, self.s_q, self.h_q, self.max_seqlen, self.device = batch, s_q, h_q, max_seqlen, device
+        self.cache_seqlens = cache_seqlens  # orders the seesaw kernel's pieces (schedule())
         self.plans: dict = {}
 
     def plan_for(self, q, k_cache) -> Plan:
@@ -238,8 +251,9 @@ class MlaMetadata:
         p = self.plans.get(key)
         if p is None:
             b, s_q, h_q, _ = q.shape
+            sl = self.cache_seqlens if self.cache_seqlens is not None and self.cache_seqlens.shape == (b,) else None
             p = self.plans[key] = plan(b, s_q, h_q, self.max_seqlen, kv_format=fmt, page_size=k_cache.shape[1],
-                                       device=q.device, dtype=q.dtype)
+                                       device=q.device, dtype=q.dtype, cache_seqlens=sl)
         return p
 
 
@@ -267,10 +281,10 @@ def get_mla_metadata(cache_seqlens: torch.Tensor, num_q_tokens_per_head_k: int, 
         sl = cache_seqlens.to(torch.int64)
         max_seqlen, total = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
     batch = cache_seqlens.shape[0]
-    meta = MlaMetadata(batch, rows // h_q, h_q, max_seqlen, cache_seqlens.device)
+    meta = MlaMetadata(batch, rows // h_q, h_q, max_seqlen, cache_seqlens.device, cache_seqlens)
     fmt = "fp8_flashmla" if is_fp8_kvcache else "bf16"
     p = plan(batch, rows // h_q, h_q, max_seqlen, kv_format=fmt, page_size=page_size, device=cache_seqlens.device,
-             dtype=dtype, total_tokens=total)
+             dtype=dtype, total_tokens=total, cache_seqlens=cache_seqlens)
     q_shape = (batch, rows // h_q, h_q, D_QK)
     meta.plans[(q_shape, dtype, fmt, page_size)] = p
     return meta, p.splits

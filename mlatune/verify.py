@@ -74,15 +74,15 @@ def compare(out: torch.Tensor, lse: torch.Tensor, ref_out: torch.Tensor, ref_lse
     return Check(not reasons, err_rel, err_lse, "; ".join(reasons))
 
 
-def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=None):
+def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=None, ordered: bool = True):
     """(fn, out, lse): fn() enqueues cfg through runner.launch (mla_decode's launcher) with no host syncs,
     so it can be captured in a CUDA graph; splits and partial buffers are resolved here, once."""
     q = inputs["q"]
     batch, s_q, h_q, _ = q.shape
     kv, bt, sl, ks = inputs["kv_cache"], inputs["block_table"], inputs["cache_seqlens"], inputs["k_scale"]
     fmt = runner.check_inputs(q, kv, bt, sl, k_scale=ks, causal=causal)
-    max_seqlen = max(1, int(sl.max()))
-    splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device, total_tokens=int(sl.sum()))
+    max_seqlen, total = max(1, int(sl.max())), int(sl.sum())
+    splits = runner.resolve_splits(cfg, batch, s_q * h_q, max_seqlen, q.device, total_tokens=total)
     if out is None:
         out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     if lse is None:
@@ -90,9 +90,12 @@ def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=N
     partials = None
     if splits > 1 and hasattr(runner, "alloc_partials"):
         partials = runner.alloc_partials(batch, s_q * h_q, splits, q.device)
+    # the piece order, like FlashMLA's metadata, is built once per decode step, so outside the timed call
+    order = runner.schedule(cfg, sl, splits, max_seqlen, total) if ordered and hasattr(runner, "schedule") else None
+    kw = {} if order is None else dict(order=order)
 
     def fn():
-        runner.launch(q, kv, bt, sl, out, lse, D_QK ** -0.5, causal, cfg, splits, fmt, ks, partials, max_seqlen=max_seqlen)
+        runner.launch(q, kv, bt, sl, out, lse, D_QK ** -0.5, causal, cfg, splits, fmt, ks, partials, max_seqlen=max_seqlen, **kw)
 
     return fn, out, lse
 

@@ -16,7 +16,7 @@ import torch
 
 from mlatune.kernels import Config, check_config, mla_decode_ref
 from mlatune.kernels.fp8 import dequantize, quantize_flashmla, quantize_per_tensor
-from mlatune.kernels.mla_decode import check_inputs, check_seqlens, launch, resolve_splits
+from mlatune.kernels.mla_decode import check_inputs, check_seqlens, launch, resolve_splits, schedule
 
 D_QK, D_V = 576, 512
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -125,12 +125,13 @@ def make_case(
     return Case(dev(q), dev(kv), dev(bt), dev(sl), dev(k_scale), dev(kv_ref), dev(kv_orig), kv_format, poison_page)
 
 
-def run_poisoned(case: Case, cfg: Config, *, causal=False, softmax_scale=None, q=None, max_seqlen="exact"):
+def run_poisoned(case: Case, cfg: Config, *, causal=False, softmax_scale=None, q=None, max_seqlen="exact", order="schedule"):
     """Launch with NaN-filled out, lse and split partials, each a view of a buffer one batch row
     longer; checks the guard row is still NaN (no write out of bounds). Returns (out, lse, splits).
 
     max_seqlen sizes the splits as launch() takes it: "exact" (what mla_decode passes), None (what the
-    block table covers) or a number (an underestimate must stay correct)."""
+    block table covers) or a number (an underestimate must stay correct). order: "schedule" (what the
+    runtime passes), None (batch order) or a permutation of the pieces (any must be correct)."""
     q = case.q if q is None else q
     kv, bt, sl = case.kv_cache, case.block_table, case.cache_seqlens
     fmt = check_inputs(q, kv, bt, sl, 512, case.k_scale, causal)
@@ -154,8 +155,10 @@ def run_poisoned(case: Case, cfg: Config, *, causal=False, softmax_scale=None, q
             torch.full((batch, s_q * h_q, splits), NAN, dtype=torch.float32, device=q.device),
         )
     scale = D_QK**-0.5 if softmax_scale is None else softmax_scale
+    if isinstance(order, str):
+        order = schedule(cfg, sl, splits, bt.shape[1] * kv.shape[1] if max_seqlen is None else max_seqlen, total)
     out, lse = launch(q, kv, bt, sl, out_buf[:batch], lse_buf[:batch], scale, causal, cfg, splits, fmt, case.k_scale, partials,
-                      max_seqlen=max_seqlen)
+                      max_seqlen=max_seqlen, order=order)
     assert out.data_ptr() == out_buf.data_ptr() and lse.data_ptr() == lse_buf.data_ptr()
     assert out_buf[batch].isnan().all() and lse_buf[batch].isnan().all(), "kernel wrote past the last batch row"
     return out, lse, splits

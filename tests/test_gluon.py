@@ -81,14 +81,15 @@ def _offline(*args: str) -> dict:
 
 @needs_gluon
 # gluon 1 and 2 address every row alike, so page 64 covers them; gluon=3 has a TMA path for pages of 64k tokens
-# and a cp.async path for the rest (page 16).
-@pytest.mark.parametrize("gluon,block_n,stages,causal,one_split,page",
-                         [(1, 64, 2, False, False, 64), (1, 32, 3, True, True, 64), (2, 64, 2, False, False, 64),
-                          (2, 32, 5, True, True, 64), (3, 64, 2, False, False, 64), (3, 64, 2, True, True, 64),
-                          (3, 64, 2, False, False, 16), (3, 64, 2, True, True, 16)])
-def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page):
+# and a cp.async path for the rest (page 16), each with and without the piece order (a 1-D grid).
+@pytest.mark.parametrize("gluon,block_n,stages,causal,one_split,page,ordered",
+                         [(1, 64, 2, False, False, 64, 0), (1, 32, 3, True, True, 64, 0), (2, 64, 2, False, False, 64, 0),
+                          (2, 32, 5, True, True, 64, 0), (3, 64, 2, False, False, 64, 1), (3, 64, 2, True, True, 64, 0),
+                          (3, 64, 2, False, False, 16, 0), (3, 64, 2, True, True, 16, 1)])
+def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page, ordered):
     args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages), "--page", str(page)]
-    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split)
+    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--ordered"] * ordered)
+    assert r["ordered"] == bool(ordered), r
     if gluon == 1:
         # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a
         # duplicated QK^T would be 36 of n=block_n), then PV on 256 of the 512 output dims.
@@ -147,6 +148,22 @@ def test_against_reference(cfg, page, h_q, s_q, seed):
     out, lse, _ = run_poisoned(case, cfg, causal=s_q > 1)
     ref_out, ref_lse = reference(case, causal=s_q > 1)
     compare(out, lse, ref_out, ref_lse, 1e-2, 1e-4, tag=cfg.key())
+
+
+@on_sm90
+@pytest.mark.parametrize("order", ["none", "shuffled"])
+@pytest.mark.parametrize("num_splits,page", [(1, 64), (3, 16), (0, 64)])
+def test_seesaw_any_piece_order_is_correct(order, num_splits, page, seed):
+    # the schedule only balances: batch order (a 3-D grid) and a random permutation of the pieces must both be right
+    cfg = Config(block_n=64, block_h=64, num_splits=num_splits, num_warps=8, num_stages=2, gluon=3)
+    case = make_case([900, 0, 1, 64, 129, 700, 2000, 33], h_q=128, s_q=1, page=page, seed=seed)
+    perm = None
+    if order == "shuffled":
+        batch, splits = 8, md.resolve_splits(cfg, 8, 128, 2000, case.q.device, int(case.cache_seqlens.sum()))
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(batch * splits, generator=g).to(torch.int32).to(case.q.device)
+    out, lse, _ = run_poisoned(case, cfg, order=perm)
+    compare(out, lse, *reference(case), 1e-2, 1e-4, tag=f"{cfg.key()} {order}")
 
 
 @on_sm90

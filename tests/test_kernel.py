@@ -375,3 +375,48 @@ def test_uneven_lengths_grow_the_grid(seed):
     cpu = torch.device("cpu")
     assert resolve_splits(cfg, 6, 16, 400, cpu, total_tokens=6 * 400) == cfg.num_splits
     assert resolve_splits(cfg, 6, 16, 400, cpu) == cfg.num_splits
+
+
+def test_schedule_orders_pieces_longest_first():
+    """gluon=3's piece order: a permutation of every (sequence, split) piece, longest first, ties in batch
+    order; the last split takes the tail. Other kernels get no order."""
+    from mlatune.kernels.mla_decode import schedule, split_length
+
+    cfg = Config(block_n=64, block_h=64, num_splits=2, num_warps=8, num_stages=2, gluon=3)
+    lens = torch.tensor([700, 0, 130, 64, 1000, 5], dtype=torch.int32)
+    splits, max_seqlen = 3, 900  # an underestimate: the last split of sequence 4 runs past 3 * split_len
+    split_len = split_length(max_seqlen, splits, 64)
+    order = schedule(cfg, lens, splits, max_seqlen)
+    assert order.dtype == torch.int32 and sorted(order.tolist()) == list(range(len(lens) * splits))
+    piece = []
+    for w in order.tolist():
+        b, s = divmod(w, splits)
+        start = s * split_len
+        end = int(lens[b]) if s == splits - 1 else min(start + split_len, int(lens[b]))
+        piece.append((max(end - start, 0), w))
+    assert [n for n, _ in piece] == sorted((n for n, _ in piece), reverse=True)
+    assert piece[0] == (1000 - 2 * split_len, 4 * splits + 2)  # the tail-taking last split is the longest piece
+    ties = [w for n, w in piece if n == 0]
+    assert ties == sorted(ties)  # stable: empty pieces keep batch order
+    assert sum(n for n, _ in piece) == int(lens.sum())
+    for g in (0, 1):
+        assert schedule(Config(gluon=g), lens, splits, max_seqlen) is None
+    assert schedule(cfg, torch.full((4,), 300), splits, 300, total_tokens=1200) is None  # equal lengths: batch order
+    assert schedule(cfg, lens, splits, max_seqlen, total_tokens=int(lens.sum())) is not None
+
+
+def test_seesaw_pieces_may_be_one_sms_share():
+    """gluon=3 takes pieces longest first, so an uneven batch is cut only where a piece would exceed one SM's
+    share of the work (4 pretend SMs on the CPU); the Triton kernel keeps pieces of the mean length."""
+    from mlatune.kernels.mla_decode import resolve_splits
+
+    cpu = torch.device("cpu")
+    g0 = Config(block_n=64, block_h=64, num_splits=1, num_warps=8)
+    g3 = Config(block_n=64, block_h=64, num_splits=1, num_warps=8, num_stages=2, gluon=3)
+    lens = [2048] + [500] * 15  # mean 596; one SM's share: 9548 / 4 tokens
+    total = sum(lens)
+    assert resolve_splits(g0, 16, 64, 2048, cpu, total) == 4  # pieces of 640 (the mean, in whole tiles)
+    assert resolve_splits(g3, 16, 64, 2048, cpu, total) == 1  # 2048 <= the 2432-token share
+    assert resolve_splits(g3, 16, 128, 2048, cpu, total) == 1  # two row groups: twice the share
+    assert resolve_splits(g3, 16, 64, 7000, cpu, 7000 + 15 * 500) == 2  # 7000 > the 3648-token share
+    assert resolve_splits(Config(**{**g3.to_dict(), "num_splits": 4}), 16, 64, 2048, cpu, total) == 4  # never below num_splits
