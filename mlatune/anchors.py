@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from .kernels.config import source_hash
 from .store import results
 
 ANCHORS = Path(__file__).resolve().parent.parent / "results" / "anchors" / "h200_mla_decode_peers.csv"
 
 
 def versus_flashmla(db, sweep: str = "flashmla-bench", anchors=ANCHORS) -> pd.DataFrame:
-    df = results(db)
+    """Best config per shape among the measurements of the installed kernels (their source hash)."""
+    df = results(db, kernel_hash=source_hash())
     df = df[(df.sweep == sweep) & (df.status == "ok") & ~df.interpreted.astype(bool)]
     best = df.loc[df.groupby(["h_q", "s_q", "seqlen", "dist"]).time_us.idxmin()]
     anc = pd.read_csv(anchors)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .kernels.config import Config
+from .kernels.config import Config, source_hash
 from .kernels.mla_decode import default_config
 from .store import results
 from .table import load, normalize_device, table_path
@@ -19,6 +19,11 @@ SHAPE = ["batch", "seqlen", "h_q", "s_q", "kv_format", "page_size", "dist", "cau
 def _geomean(xs) -> float:
     xs = list(xs)
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def _current(db) -> pd.DataFrame:
+    """The measurements of the installed kernels (their source hash): rows of older kernels stay in a database."""
+    return results(db, kernel_hash=source_hash())
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +50,7 @@ def _table_time(df: pd.DataFrame, tables_dir: Path) -> pd.DataFrame:
 def fixed_vs_tables(db, tables_dir, sweeps) -> pd.DataFrame:
     """Per table family (kv format, page, h_q, s_q): the single config with the best geomean time over the
     family's grid workloads (among configs measured on all of them) against the tables' picks."""
-    df = _ok(results(db))
+    df = _ok(_current(db))
     df = df[df.sweep.isin(sweeps)]
     picked = _table_time(df, Path(tables_dir))
     out = []
@@ -63,7 +68,7 @@ def fixed_vs_tables(db, tables_dir, sweeps) -> pd.DataFrame:
 
 
 def runtime_vs_oracle(db, tables_dir, sweeps) -> pd.DataFrame:
-    df = _ok(results(db))
+    df = _ok(_current(db))
     p = _table_time(df[df.sweep.isin(sweeps)], Path(tables_dir))
     p["of_oracle"] = p.oracle_us / p.table_us
     return p
@@ -74,7 +79,7 @@ def fp8_vs_bf16(db) -> pd.DataFrame:
     shape, and for the per-tensor format the best with and without qk_fp8. The ratios (fp8 time over bf16
     time) compare work rates (TFLOPS), because different sweeps draw different seqlens for the same
     normal or lognormal workload; for fixed lengths this is the plain time ratio."""
-    df = _ok(results(db))
+    df = _ok(_current(db))
     shape = [k for k in SHAPE if k != "kv_format"]
     best = df.groupby(shape + ["kv_format"]).time_us.min().unstack("kv_format")
     rate = df.groupby(shape + ["kv_format"]).tflops.max().unstack("kv_format")
@@ -134,7 +139,7 @@ def replay_search(db, sweep: str | None, strategy: str = "halving", budget=0.25,
     from . import search
     from .workload import Workload
 
-    df = _ok(results(db) if isinstance(db, (str, Path)) else db.assign(interpreted=False))
+    df = _ok(_current(db) if isinstance(db, (str, Path)) else db.assign(interpreted=False))
     if sweep is not None:
         df = df[df.sweep == sweep]
     df = df.sort_values("created_at") if "created_at" in df else df

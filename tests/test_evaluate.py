@@ -141,3 +141,25 @@ def test_fp8_vs_bf16_and_families_by_format(tmp_path):
     f = evaluate.fixed_vs_tables(db, out, ["grid"])
     assert sorted(f.kv_format) == ["bf16", "fp8", "fp8_flashmla"]
     assert f.set_index("kv_format").fixed_us.to_dict() == {"bf16": 100.0, "fp8": 60.0, "fp8_flashmla": 120.0}
+
+
+def test_rows_of_other_kernels_are_left_out(tmp_path):
+    # a faster measurement stored under an older kernel hash must not become the oracle or a FlashMLA best
+    from mlatune import anchors
+
+    db = _db(tmp_path, GRID, [Workload(8, 2000, 16, 1, dist="fixed")])
+    st = Store(db)
+    run = st.start_run(sweep="off", device="NVIDIA H200", torch="t", triton="tr", kernel_hash="0ld0ld0ld0ld", interpreted=0)
+    w = Workload(8, 2000, 16, 1, dist="fixed")
+    st.record(run, "NVIDIA H200", "0ld0ld0ld0ld", w, wkey(w), FAST, "ok", time_us=1.0, p20_us=1.0, p80_us=1.0, reps=20,
+              fidelity=1, gbps=1.0, tflops=1.0, err_rel=1e-3, interpreted=0)
+    fm = Workload(128, 1024, 16, 1, dist="fixed", causal=True)
+    run = st.start_run(sweep="flashmla-bench", device="NVIDIA H200", torch="t", triton="tr", kernel_hash="0ld0ld0ld0ld",
+                       interpreted=0)
+    st.record(run, "NVIDIA H200", "0ld0ld0ld0ld", fm, wkey(fm), FAST, "ok", time_us=1.0, p20_us=1.0, p80_us=1.0, reps=20,
+              fidelity=1, gbps=1.0, tflops=1.0, err_rel=1e-3, interpreted=0)
+    out = tmp_path / "configs"
+    tbl.write_tables(tbl.build_tables(results(db), sweep="grid"), out)
+    o = evaluate.runtime_vs_oracle(db, out, ["off"])
+    assert o.of_oracle.iloc[0] == pytest.approx(1.0)  # the oracle is 50 us (current kernels), not 1 us
+    assert len(anchors.versus_flashmla(db)) == 0  # the only flashmla-bench row is another kernel's
