@@ -107,11 +107,12 @@ def _scores(q_l, q_r, q_rope, k_l, k_r, k_rope, zero):
 
 
 @gluon.jit
-def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
+def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, whole, pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
             stride_lb, stride_lh, WG: gl.constexpr, ONE_SPLIT: gl.constexpr, s_l: gl.constexpr, o_l: gl.constexpr):
     """Add the two warpgroups' row sums, then normalize and store this warpgroup's 256 dims (warpgroup 0 also
-    stores the LSE)."""
+    stores the LSE): to the output where the piece is its whole sequence (the combine skips it), else to
+    the split partials."""
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     l_s.index(WG).store(l)
@@ -128,16 +129,27 @@ def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
     ok = rows < H * S_Q
     lse2 = gl.where(empty, float("-inf"), m + gl.log2(gl.where(empty, 1.0, l)))
     if ONE_SPLIT:
-        if WG == 0:
-            lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
-            gl.store(LSE + b * stride_lb + (rows % H) * stride_lh + rows // H, lse, mask=ok)
-        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
-        gl.store(OUT + gl.expand_dims(o_off, 1) + dv, out.to(OUT.dtype.element_ty), mask=ok_o)
+        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
+                   stride_lb, stride_lh, WG)
+    elif whole:
+        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
+                   stride_lb, stride_lh, WG)
     else:
         if WG == 0:
             gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
         o_off = b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops
         gl.store(OP + gl.expand_dims(o_off, 1) + dv, out, mask=ok_o)
+
+
+@gluon.jit
+def _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
+               stride_lb, stride_lh, WG: gl.constexpr):
+    """The final output and LSE of a piece that is its whole sequence."""
+    if WG == 0:
+        lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
+        gl.store(LSE + b * stride_lb + (rows % H) * stride_lh + rows // H, lse, mask=ok)
+    o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
+    gl.store(OUT + gl.expand_dims(o_off, 1) + dv, out.to(OUT.dtype.element_ty), mask=ok_o)
 
 
 @gluon.jit
@@ -202,7 +214,7 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
             o, s, m, l = _pair0(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
         else:
             o, s, m, l = _pair1(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
-    _finish(o, m, l, l_s, bars.index(8), OP, LP, OUT, LSE, b, split, pid_h, H, S_Q,
+    _finish(o, m, l, l_s, bars.index(8), OP, LP, OUT, LSE, b, split, (start == 0) & (end == seqlen), pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
             stride_lb, stride_lh, WG, ONE_SPLIT, s_l, o_l)
 
