@@ -183,6 +183,25 @@ def test_flash_mla_compatible_api(dirs):
         rt.get_mla_metadata(x["cache_seqlens"], 16, 2)
 
 
+def test_plan_orders_seesaw_pieces_from_the_seqlens(dirs, monkeypatch):
+    # the seesaw kernel's piece order is planned once, from the seqlens; other kernels, and equal lengths, get none
+    g3 = Config(block_n=64, block_h=64, num_splits=2, num_warps=8, num_stages=2, gluon=3)
+    monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (g3, "test"))
+    sl = torch.tensor([700, 5, 300, 0], dtype=torch.int32)
+    p = rt.plan(4, 1, 16, sl, page_size=64, device="cpu")  # the seqlens tensor as max_seqlen: max and sum read here
+    assert p.order is not None and sorted(p.order.tolist()) == list(range(4 * p.splits))
+    assert p.order[0].item() // p.splits == 0  # the longest piece belongs to the 700-token sequence
+    assert rt.plan(4, 1, 16, 700, page_size=64, device="cpu").order is None  # no seqlens: batch order
+    same = torch.full((4,), 300, dtype=torch.int32)
+    assert rt.plan(4, 1, 16, 300, total_tokens=1200, cache_seqlens=same, page_size=64, device="cpu").order is None
+    with pytest.raises(ValueError, match="cache_seqlens"):
+        rt.plan(4, 1, 16, 700, cache_seqlens=sl[:3], page_size=64, device="cpu")
+    meta, _ = rt.get_mla_metadata(sl, 16, 1, page_size=64)
+    assert next(iter(meta.plans.values())).order is not None
+    monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (Config(), "test"))
+    assert rt.plan(4, 1, 16, sl, page_size=64, device="cpu").order is None
+
+
 def test_device_key_on_cpu():
     assert rt.device_key("cpu") == rt.CPU_DEVICE
 
