@@ -26,7 +26,8 @@ class Config:
     trans: int = 0  # 1: compute S^T = K Q^T (KV tile on the MMA's M axis)
     qk_fp8: int = 0  # 1: quantize q to e4m3 per row and run QK^T on fp8 tensor cores (fp8 cache only)
     gluon: int = 0  # Gluon sm_90 kernels: 1 splits QK^T's columns (mla_gluon.py), 2 its dims (mla_gluon_ws.py),
-    #                 3 gives whole tiles to alternate warpgroups (FlashMLA's seesaw, mla_gluon_ss.py)
+    #                 3 gives whole tiles to alternate warpgroups (FlashMLA's seesaw, mla_gluon_ss.py), 5 is 3 as
+    #                 one program per SM part over a balanced segment plan (mla_gluon_ps.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +60,7 @@ def kv_bytes_per_elem(kv_format: str) -> int:
 
 def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
     """Bytes of shared memory: pipelined KV tiles (as bf16 after dequant) plus q and P."""
-    if cfg.gluon == 3:  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
+    if cfg.gluon in (3, 5):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
         # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.
         return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
     if cfg.gluon == 2:  # KV stages, the two partial score tiles (fp32), P, q's rope dims, row factors
@@ -102,8 +103,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
         bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
-    if cfg.gluon not in (0, 1, 2, 3):
-        bad.append(f"gluon={cfg.gluon}: must be 0, 1, 2 or 3")
+    if cfg.gluon not in (0, 1, 2, 3, 5):
+        bad.append(f"gluon={cfg.gluon}: must be 0, 1, 2, 3 or 5")
     elif cfg.gluon:
         bad += _gluon_rules(cfg, kv_format, sm90)
     if bad:
@@ -131,7 +132,9 @@ def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
     if cfg.block_h != 64 or cfg.num_warps != 8:
         bad.append(f"{g} runs 64 rows on two warpgroups: needs block_h=64 and num_warps=8, "
                    f"got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
-    if cfg.gluon == 3 and (cfg.block_n, cfg.num_stages) != (64, 2):
+    if cfg.gluon == 5 and cfg.num_splits != 0:
+        bad.append(f"{g} plans its own segments from the sequence lengths: needs num_splits=0, got {cfg.num_splits}")
+    if cfg.gluon in (3, 5) and (cfg.block_n, cfg.num_stages) != (64, 2):
         bad.append(f"{g} works on pairs of 64-token tiles, two buffers: needs block_n=64 and num_stages=2, "
                    f"got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
     elif cfg.block_n not in (32, 64):
@@ -161,12 +164,14 @@ def source_hash() -> str:
     md = importlib.import_module(__package__ + ".mla_decode")  # the module; the package re-exports a function of that name
 
     parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._q_chunk.fn, md._k_chunk.fn, md._combine_kernel.fn,
-             md.launch, md.schedule, md.split_length, md.resolve_splits, md.kv_views,
+             md.launch, md.schedule, md.split_length, md.resolve_splits, md.kv_views, md.plan_segments,
+             md._launch_persistent, md.Segments,
              auto_splits, Config, _gluon_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:
         h.update(inspect.getsource(obj).encode())
     # The Gluon kernels' whole modules, read as text: the hash stays the same where Triton has no Gluon.
-    for name in ("mla_gluon.py", "mla_gluon_ws.py", "mla_gluon_ss.py"):
+    h.update(f"segment cost {md.SEGMENT_COST_TILES}".encode())
+    for name in ("mla_gluon.py", "mla_gluon_ws.py", "mla_gluon_ss.py", "mla_gluon_ps.py"):
         h.update((Path(md.__file__).parent / name).read_bytes())
     return h.hexdigest()[:12]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -11,15 +12,16 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = split_kernel_ws = split_kernel_ss = gluon_descriptors = None  # Gluon's API is young: Triton 3.6
+split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = gluon_descriptors = None  # Gluon: Triton 3.6
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
         from .mla_gluon import split_kernel_sm90
+        from .mla_gluon_ps import split_kernel_ps
         from .mla_gluon_ss import descriptors as gluon_descriptors
         from .mla_gluon_ss import split_kernel_ss
         from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = gluon_descriptors = None
+        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = gluon_descriptors = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
@@ -433,6 +435,8 @@ def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: 
     average sequence; with total_tokens known and lengths uneven, the grid grows so that each split holds
     about total / (batch * per_seq) tokens and long sequences get more programs, as FlashMLA's scheduler
     balances them. Host-side only: call it at plan time."""
+    if cfg.gluon == 5:
+        return 1  # its segment plan (schedule()) sizes the partials
     mean = max_seqlen if total_tokens is None else max(1, total_tokens // max(batch, 1))
     groups, sms = triton.cdiv(rows, cfg.block_h), num_sms(device)
     per_seq = cfg.num_splits or auto_splits(batch, groups, mean, sms, cfg.block_n)
@@ -472,13 +476,18 @@ def split_length(max_seqlen: int, splits: int, block_n: int) -> int:
 
 
 def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: int,
-             total_tokens: int | None = None) -> torch.Tensor | None:
+             total_tokens: int | None = None, rows: int | None = None):
     """The order in which the programs of gluon=3 take the (sequence, split) pieces: longest first, so that
     the short pieces fill the last wave (list scheduling, as FlashMLA's metadata balances its SMs). An
     int32 tensor of piece indices b * splits + split, built on the device (no host sync) once per decode
     step; None for kernels that take the grid in its natural order, and where total_tokens says the lengths
     are equal. Any permutation is correct: an order built from other seqlens or another max_seqlen only
-    balances worse."""
+    balances worse. For gluon=5 (rows = s_q * h_q needed): its Segments plan, built on the host from the
+    seqlens (one host sync), valid for these seqlens only."""
+    if cfg.gluon == 5:
+        if rows is None:
+            raise ValueError("schedule() needs rows (s_q * h_q) for gluon=5")
+        return plan_segments(cache_seqlens, triton.cdiv(rows, 64), num_sms(cache_seqlens.device), cache_seqlens.device)
     if cfg.gluon != 3 or (total_tokens is not None and total_tokens >= cache_seqlens.shape[0] * max_seqlen):
         return None
     split_len = split_length(max_seqlen, splits, cfg.block_n)
@@ -489,16 +498,113 @@ def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: 
     return torch.argsort((end - start).clamp_min(0).flatten(), descending=True, stable=True).to(torch.int32)
 
 
+SEGMENT_COST_TILES = 5  # a segment's fixed cost (q, first tiles, epilogue) in 64-token tiles, as FlashMLA's scheduler counts it
+
+
+@dataclass(frozen=True)
+class Segments:
+    """gluon=5's plan: the (sequence, token range) segments that the programs of each SM part walk."""
+
+    table: torch.Tensor  # int32 [n, 4]: sequence, start, end (-1: its length at run time), slot (-1: its only segment)
+    ptr: torch.Tensor  # int32 [parts + 1]: part p walks table[ptr[p]:ptr[p + 1]]
+    counts: torch.Tensor  # int32 [batch]: segments per sequence (1: written whole by the split kernel)
+    parts: int
+    slots: int  # the most segments of one sequence: the partial buffers' slot count
+    combine: bool  # some sequence is split, so the combine runs
+
+
+def plan_segments(seqlens, groups: int, sms: int, device, block_n: int = 64) -> Segments:
+    """Cut the batch's tiles, plus SEGMENT_COST_TILES per segment, into one equal share for each of
+    sms // groups parts, walking the sequences in order (FlashMLA's metadata does the same on the device).
+    A cut inside a sequence falls between pairs of tiles. Every sequence gets a segment, an empty one too, and
+    its last segment runs to the sequence's length at run time, so the plan is correct for any seqlens the
+    block table reaches; it balances the ones it was made from. Host-side: a tensor of seqlens costs one sync."""
+    lens = [int(x) for x in (seqlens.tolist() if isinstance(seqlens, torch.Tensor) else seqlens)]
+    parts = max(1, sms // max(1, groups))
+    tiles = [-(-max(L, 0) // block_n) for L in lens]
+    share = -(-(sum(tiles) + len(lens) * SEGMENT_COST_TILES) // parts) + SEGMENT_COST_TILES  # FlashMLA's payload
+    while True:  # the cuts' costs and rounding can overfill the last part: then grow the share a little
+        segs, ptr, counts, last = _cut(tiles, share, parts, block_n)
+        if last <= share or share > 2 * SEGMENT_COST_TILES + max(tiles, default=0):
+            break
+        share += 1
+    for seg in segs:
+        if counts[seg[0]] == 1:
+            seg[3] = -1
+    i32 = dict(dtype=torch.int32, device=device)
+    return Segments(torch.tensor(segs or [[0, 0, 0, 0]], **i32).flatten(), torch.tensor(ptr, **i32),
+                    torch.tensor(counts, **i32), len(ptr) - 1, max(counts, default=0), any(c > 1 for c in counts))
+
+
+def _cut(tiles: list[int], share: int, parts: int, block_n: int):
+    """plan_segments' walk at one share: (segments [b, start, end, slot], part offsets, counts, last part's load);
+    end -1 marks a sequence's last segment."""
+    segs, ptr, counts = [], [0], [0] * len(tiles)
+    part, used = 0, 0
+    for b, tb in enumerate(tiles):
+        t = 0
+        while t < tb or counts[b] == 0:
+            room = share - used - SEGMENT_COST_TILES
+            if room < min(2, tb - t) and part < parts - 1:
+                part, used = part + 1, 0
+                ptr.append(len(segs))
+                continue
+            take = tb - t if part == parts - 1 else min(tb - t, room)
+            if take < tb - t:
+                take -= take % 2
+            segs.append([b, t * block_n, -1 if t + take == tb else (t + take) * block_n, counts[b]])
+            counts[b] += 1
+            used += take + SEGMENT_COST_TILES
+            t += take
+    ptr.append(len(segs))
+    return segs, ptr, counts, used
+
+
+def _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_scale, causal, plan: Segments | None,
+                       partials):
+    """gluon=5: the persistent seesaw kernel over a segment plan (built here, with a host sync, if not given),
+    then the combine for the sequences it split (their slot counts stand in for seqlens, one token per slot)."""
+    batch, s_q, h_q, _ = q.shape
+    rows, groups = s_q * h_q, triton.cdiv(s_q * h_q, 64)
+    if plan is None:
+        plan = plan_segments(cache_seqlens, groups, num_sms(q.device), q.device)
+    if plan.combine and (partials is None or partials[0].shape[2] < plan.slots):
+        partials = alloc_partials(batch, rows, max(plan.slots, 1), q.device)
+    op, lp = partials if plan.combine else (out, lse)
+    kd, rd, use_tma = gluon_descriptors(main)
+    LAST_COMPILED["split"] = split_kernel_ps[(plan.parts * groups,)](
+        q, main, kd, rd, block_table, cache_seqlens, plan.table, plan.ptr, op, lp, out, lse,
+        softmax_scale * LOG2E,
+        q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
+        *(op.stride()[:3] + lp.stride()[:2] if plan.combine else (0,) * 5),
+        out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+        h_q, s_q, PAGE=main.shape[1], CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, USE_TMA=use_tma,
+        num_warps=4,
+    )
+    if plan.combine:
+        _combine_kernel[(rows, batch)](
+            op, lp, out, lse, plan.counts, max(plan.slots, 1), 1,
+            op.stride(0), op.stride(1), op.stride(2), lp.stride(0), lp.stride(1),
+            out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+            h_q, BLOCK_S=min(16, max(2, triton.next_power_of_2(max(plan.slots, 1)))), DV=D_LATENT, DIRECT=True,
+            num_warps=4,
+        )
+    return out, lse
+
+
 def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg: Config, splits: int,
            fmt: str, k_scale=None, partials=None, max_seqlen=None, order=None):
     """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given.
     max_seqlen sizes the splits (default: what the block table covers); an underestimate stays
     correct, as the last split takes the rest. order (from schedule(), gluon=3 only, else ignored) is the
-    order in which programs take the pieces; without it they go in batch order."""
+    order in which programs take the pieces; without it they go in batch order. For gluon=5 it is the
+    segment plan (schedule()); without one, launch builds it, which costs a host sync."""
     batch, s_q, h_q, _ = q.shape
     rows = s_q * h_q
     page = kv_cache.shape[1]
     main, rope, scales = kv_views(kv_cache, fmt)
+    if cfg.gluon == 5:
+        return _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_scale, causal, order, partials)
     split_len = split_length(block_table.shape[1] * page if max_seqlen is None else max_seqlen, splits, cfg.block_n)
     if partials is None and splits > 1:
         partials = alloc_partials(batch, rows, splits, q.device)
@@ -576,6 +682,6 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
     splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device, total)
     out = torch.empty((batch, s_q, h_q, D_LATENT), dtype=q.dtype, device=q.device)
     lse = torch.empty((batch, h_q, s_q), dtype=torch.float32, device=q.device)
-    order = schedule(cfg, cache_seqlens, splits, max_seqlen, total)
+    order = schedule(cfg, cache_seqlens, splits, max_seqlen, total, rows=s_q * h_q)
     return launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, causal, cfg, splits, fmt, k_scale,
                   max_seqlen=max_seqlen, order=order)

@@ -107,18 +107,18 @@ def _scores(q_l, q_r, q_rope, k_l, k_r, k_rope, zero):
 
 
 @gluon.jit
-def _finish(o, m, l, l_s, bar_l, OP, LP, OUT, LSE, b, split, whole, pid_h, H, S_Q,
+def _finish(o, m, l, l_s, bar_l, phase, OP, LP, OUT, LSE, b, split, whole, pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
             stride_lb, stride_lh, WG: gl.constexpr, ONE_SPLIT: gl.constexpr, s_l: gl.constexpr, o_l: gl.constexpr):
-    """Add the two warpgroups' row sums, then normalize and store this warpgroup's 256 dims (warpgroup 0 also
-    stores the LSE): to the output where the piece is its whole sequence (the combine skips it), else to
-    the split partials."""
+    """Add the two warpgroups' row sums (`bar_l` completes its `phase` when both are in), then normalize and
+    store this warpgroup's 256 dims (warpgroup 0 also stores the LSE): to the output where the piece is its
+    whole sequence (the combine skips it), else to the split partials."""
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     l_s.index(WG).store(l)
     gl.thread_barrier()
     mbarrier.arrive(bar_l, count=1)
-    mbarrier.wait(bar_l, 0)
+    mbarrier.wait(bar_l, phase)
     l = l_s.index(0).load(row_s) + l_s.index(1).load(row_s)
     empty = l == 0.0
     out = o * gl.expand_dims(gl.convert_layout(1.0 / gl.where(empty, 1.0, l), row_o), 1)
@@ -214,7 +214,7 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
             o, s, m, l = _pair0(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
         else:
             o, s, m, l = _pair1(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
-    _finish(o, m, l, l_s, bars.index(8), OP, LP, OUT, LSE, b, split, (start == 0) & (end == seqlen), pid_h, H, S_Q,
+    _finish(o, m, l, l_s, bars.index(8), 0, OP, LP, OUT, LSE, b, split, (start == 0) & (end == seqlen), pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
             stride_lb, stride_lh, WG, ONE_SPLIT, s_l, o_l)
 

@@ -10,13 +10,13 @@ import subprocess
 import tempfile
 from collections import Counter
 
-PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32", "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16",
-        "LSE": "*fp32"}
+PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32", "SEGS": "*i32", "PTR": "*i32",
+        "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16", "LSE": "*fp32"}
 
 
-# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2 and 3 add a 4-warp worker partition)
+# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3 and 5 add a 4-warp worker partition)
 KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4),
-           3: ("mla_gluon_ss", "split_kernel_ss", 4)}
+           3: ("mla_gluon_ss", "split_kernel_ss", 4), 5: ("mla_gluon_ps", "split_kernel_ps", 4)}
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
@@ -31,15 +31,20 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     mod = importlib.import_module("mlatune.kernels." + module)
     fn = getattr(mod, name)
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
-    if version == 3:
+    if version in (3, 5):
         const["USE_TMA"] = tma and page % 64 == 0
+    if version == 3:
         const["ORDERED"] = ordered
+    if version == 5:  # one mode: no split constants, it plans its segments
+        for k in ("BLOCK_N", "STAGES", "ONE_SPLIT"):
+            del const[k]
     sig, attrs = {}, {}
     for i, n in enumerate(fn.arg_names):
         if n in const:
             sig[n] = "constexpr"
-        elif n in ("KD", "RD"):  # gluon=3's TMA descriptors over the cache's token rows
-            block, layout = ([64, 256], mod.LAT_LAYOUT) if n == "KD" else ([64, 64], mod.ROPE_LAYOUT)
+        elif n in ("KD", "RD"):  # gluon=3 and 5's TMA descriptors over the cache's token rows
+            ss = importlib.import_module("mlatune.kernels.mla_gluon_ss")  # gluon=5 uses its descriptors
+            block, layout = ([64, 256], ss.LAT_LAYOUT) if n == "KD" else ([64, 64], ss.ROPE_LAYOUT)
             sig[n] = f"tensordesc<bf16{block},{layout!r}>"
         elif n in PTRS:
             sig[n], attrs[(i,)] = PTRS[n], [["tt.divisibility", 16]]
@@ -90,7 +95,7 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
     return dict(gluon=version, block_n=block_n, stages=stages, causal=causal, one_split=one_split, page=page,
-                tma=version == 3 and tma and page % 64 == 0, ordered=version == 3 and ordered,
+                tma=version in (3, 5) and tma and page % 64 == 0, ordered=version == 3 and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
                 wgmma=dict(wgmma))
 
@@ -103,7 +108,7 @@ def main():
     ap.add_argument("--one-split", action="store_true")
     ap.add_argument("--page", type=int, default=64)
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
-    ap.add_argument("--no-tma", action="store_true", help="gluon=3: compile the cp.async path (as for unpacked caches)")
+    ap.add_argument("--no-tma", action="store_true", help="gluon=3, 5: compile the cp.async path (as for unpacked caches)")
     ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":

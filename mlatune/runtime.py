@@ -144,7 +144,7 @@ class Plan:
     out: torch.Tensor  # [batch, s_q, h_q, 512], overwritten by each run()
     lse: torch.Tensor  # [batch, h_q, s_q] fp32, overwritten by each run()
     partials: tuple | None  # split-KV partial outputs and lse, when splits > 1
-    order: torch.Tensor | None = None  # gluon=3's piece order (schedule()), when plan() saw the seqlens
+    order: object = None  # gluon=3's piece order or gluon=5's segments (schedule()), when plan() saw the seqlens
     checked: bool = False  # the first run() validates inputs fully
     q_shape: tuple = field(init=False)  # what run() expects, precomputed for the per-call check
     kv_dtype: torch.dtype = field(init=False)
@@ -168,7 +168,9 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     so that long sequences get more programs, and the table is looked up at the mean length.
     cache_seqlens (or a max_seqlen given as that tensor) also orders the programs of the seesaw kernel
     (gluon=3) longest piece first, built on the device without a sync. The order only balances: runs with
-    other seqlens stay correct.
+    other seqlens stay correct. The persistent seesaw kernel (gluon=5) plans its segments from them on the
+    host (one sync); such a plan is valid only for these seqlens. Without cache_seqlens a gluon=5 pick runs
+    as gluon=3.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")
@@ -184,6 +186,8 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
         max_seqlen, total_tokens = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
     lookup = max_seqlen if total_tokens is None else max(1, total_tokens // batch)
     cfg, source = choose_config(batch, s_q, h_q, lookup, kv_format, page_size, device)
+    if cfg.gluon == 5 and cache_seqlens is None:  # its segments are planned from the seqlens: without them, the
+        cfg = replace(cfg, gluon=3)  # same kernel with the split count sized from max_seqlen and total_tokens
     rows = s_q * h_q
     splits = resolve_splits(cfg, batch, rows, max(int(max_seqlen), 1), device, total_tokens)
     partials = alloc_partials(batch, rows, splits, device) if splits > 1 else None
@@ -193,7 +197,9 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     if cache_seqlens is not None:
         if cache_seqlens.shape != (batch,):
             raise ValueError(f"cache_seqlens must have shape ({batch},), got {tuple(cache_seqlens.shape)}")
-        order = schedule(cfg, cache_seqlens.to(device), splits, int(max_seqlen), total_tokens)
+        order = schedule(cfg, cache_seqlens.to(device), splits, int(max_seqlen), total_tokens, rows=rows)
+        if cfg.gluon == 5 and order.combine:
+            partials = alloc_partials(batch, rows, order.slots, device)
     return Plan(batch, s_q, h_q, int(max_seqlen), kv_format, page_size, device, dtype, cfg, splits, source,
                 out, lse, partials, order)
 

@@ -91,7 +91,7 @@ def make_launch(runner, inputs: dict, cfg: Config, causal: bool, out=None, lse=N
     if splits > 1 and hasattr(runner, "alloc_partials"):
         partials = runner.alloc_partials(batch, s_q * h_q, splits, q.device)
     # the piece order, like FlashMLA's metadata, is built once per decode step, so outside the timed call
-    order = runner.schedule(cfg, sl, splits, max_seqlen, total) if ordered and hasattr(runner, "schedule") else None
+    order = runner.schedule(cfg, sl, splits, max_seqlen, total, rows=s_q * h_q) if ordered and hasattr(runner, "schedule") else None
     kw = {} if order is None else dict(order=order)
 
     def fn():

@@ -420,3 +420,89 @@ def test_seesaw_pieces_may_be_one_sms_share():
     assert resolve_splits(g3, 16, 128, 2048, cpu, total) == 1  # two row groups: twice the share
     assert resolve_splits(g3, 16, 64, 7000, cpu, 7000 + 15 * 500) == 2  # 7000 > the 3648-token share
     assert resolve_splits(Config(**{**g3.to_dict(), "num_splits": 4}), 16, 64, 2048, cpu, total) == 4  # never below num_splits
+
+
+def _segment_loads(plan, lens):
+    """Per part: its segments as (b, start, end, slot) with end resolved, and its load in tiles plus costs."""
+    from mlatune.kernels.mla_decode import SEGMENT_COST_TILES
+
+    table, ptr = plan.table.view(-1, 4).tolist(), plan.ptr.tolist()
+    parts = []
+    for p in range(plan.parts):
+        segs = [(b, s, lens[b] if e < 0 else e, slot) for b, s, e, slot in table[ptr[p]:ptr[p + 1]]]
+        parts.append((segs, sum(-(-(e - s) // 64) + SEGMENT_COST_TILES for _, s, e, _ in segs)))
+    return parts
+
+
+@pytest.mark.parametrize("lens,groups", [
+    ([700, 0, 130, 64, 1000, 5], 1),
+    ([30000], 1),
+    ([1024] * 128, 2),
+    ([0, 0, 0], 4),
+    (list(range(0, 5000, 37)), 4),
+])
+def test_segment_plan_covers_every_token_once(lens, groups):
+    """gluon=5's plan: every sequence has segments whose token ranges tile [0, len) exactly, in slot order
+    0..n-1 (-1 for a sequence in one segment, which the combine then skips); cuts fall between pairs of
+    64-token tiles; at most sms // groups parts; every part's load within one share of the mean."""
+    from mlatune.kernels.mla_decode import SEGMENT_COST_TILES, plan_segments
+
+    sms = 132
+    plan = plan_segments(torch.tensor(lens, dtype=torch.int32), groups, sms, "cpu")
+    parts = _segment_loads(plan, lens)
+    assert 1 <= plan.parts <= sms // groups
+    by_seq = {}
+    for segs, _ in parts:
+        for b, s, e, slot in segs:
+            by_seq.setdefault(b, []).append((s, e, slot))
+    assert sorted(by_seq) == list(range(len(lens)))
+    for b, segs in by_seq.items():
+        assert segs[0][0] == 0 and segs[-1][1] == lens[b]
+        assert all(x[1] == y[0] for x, y in zip(segs, segs[1:]))  # contiguous, no overlap
+        assert all(e % 128 == 0 for _, e, _ in segs[:-1])  # cuts between pairs of tiles
+        assert [slot for _, _, slot in segs] == ([-1] if len(segs) == 1 else list(range(len(segs))))
+        assert int(plan.counts[b]) == len(segs)
+    assert plan.slots == max(len(s) for s in by_seq.values())
+    assert plan.combine == (plan.slots > 1)
+    loads = [load for _, load in parts]
+    share = -(-(sum(-(-L // 64) for L in lens) + len(lens) * SEGMENT_COST_TILES) // (sms // groups))
+    assert max(loads) <= share + 2 * SEGMENT_COST_TILES + 2, (max(loads), share)
+
+
+def test_segment_plan_balances_uneven_batches():
+    """One long sequence among short ones is cut across parts, so the busiest part carries about the mean
+    load, where whole sequences per program would leave it carrying the long one."""
+    from mlatune.kernels.mla_decode import plan_segments
+
+    lens = [20000] + [300] * 30
+    plan = plan_segments(lens, 1, 132, "cpu")
+    loads = [load for _, load in _segment_loads(plan, lens)]
+    assert plan.parts > 100 and int(plan.counts[0]) > 50  # the long one spread over most of the 132 parts
+    assert max(loads) <= 1.1 * sum(loads) / len(loads) + 2
+
+
+def test_combine_takes_per_sequence_slot_counts(seed):
+    """gluon=5 runs the combine with the plan's segment counts in place of seqlens (one token per slot):
+    count 1 leaves the output the split kernel wrote, 0 gives zeros and +inf, n merges slots 0..n-1 only."""
+    from mlatune.kernels.mla_decode import _combine_kernel
+
+    g = torch.Generator().manual_seed(seed)
+    batch, h_q, s_q, slots, dv = 4, 2, 1, 3, 512
+    rows = h_q * s_q
+    counts = torch.tensor([0, 1, 2, 3], dtype=torch.int32)
+    op = torch.randn(batch, rows, slots, dv, generator=g)
+    lp = torch.randn(batch, rows, slots, generator=g) * 3
+    op[2, :, 2], lp[2, :, 2] = float("nan"), float("nan")  # slot past sequence 2's count: never read
+    out = torch.full((batch, s_q, h_q, dv), 7.0, dtype=torch.bfloat16)
+    lse = torch.full((batch, h_q, s_q), 7.0)
+    _combine_kernel[(rows, batch)](op, lp, out, lse, counts, slots, 1, op.stride(0), op.stride(1), op.stride(2),
+                                   lp.stride(0), lp.stride(1), out.stride(0), out.stride(1), out.stride(2),
+                                   lse.stride(0), lse.stride(1), h_q, BLOCK_S=2, DV=dv, DIRECT=True, num_warps=4)
+    assert (out[1] == 7.0).all() and (lse[1] == 7.0).all()  # written by the split kernel: untouched
+    assert (out[0] == 0).all() and torch.isinf(lse[0]).all() and (lse[0] > 0).all()
+    for b in (2, 3):
+        n = int(counts[b])
+        w = torch.softmax(lp[b, :, :n] * math.log(2.0), dim=-1)  # partial LSEs are log2
+        ref = (w[..., None] * op[b, :, :n]).sum(1)
+        torch.testing.assert_close(out[b, 0].float(), ref, rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(lse[b, :, 0], torch.logsumexp(lp[b, :, :n] * math.log(2.0), -1), rtol=1e-5, atol=1e-5)
