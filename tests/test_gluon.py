@@ -367,26 +367,29 @@ def test_fp8_kernel_fp16_q_large_q_and_public_entry(seed):
     compare(out, lse, *reference(case, softmax_scale=1e-5), 1e-2, 1e-4, tag="fp8 large q")
 
 
-@on_sm90
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_fp8_dequant_is_exact(dtype):
-    """The kernel's e4m3 -> bf16/fp16 conversion (bit moves and a bf16 multiply by 2^120; one cvt for fp16) on all
-    254 non-NaN codes, subnormals and both zeros included, bit for bit against torch."""
+if md.split_kernel_fp8 is not None:
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
 
     from mlatune.kernels.mla_gluon_fp8 import _e4m3x4_to
 
     @gluon.jit
-    def convert(X, Y, DTYPE: gl.constexpr):
+    def _convert_codes(X, Y, DTYPE: gl.constexpr):
+        """All 256 e4m3 codes through the fp8 kernel's conversion (one warp, 8 codes per thread)."""
         lay: gl.constexpr = gl.BlockedLayout([1, 8], [16, 2], [1, 1], [1, 0])
-        i = gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, lay)), 1) * 16 + \
-            gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(0, lay)), 0)
+        i = (gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, lay)), 1) * 16
+             + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(0, lay)), 0))
         gl.store(Y + i, _e4m3x4_to(gl.load(X + i), DTYPE))
 
+
+@on_sm90
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fp8_dequant_is_exact(dtype):
+    """The kernel's e4m3 -> bf16/fp16 conversion (bit moves and a bf16 multiply by 2^120; one cvt for fp16) on all
+    254 non-NaN codes, subnormals and both zeros included, bit for bit against torch."""
     codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).cuda()
     got = torch.empty(256, dtype=dtype, device="cuda")
-    convert[(1,)](codes, got, DTYPE=gl.bfloat16 if dtype == torch.bfloat16 else gl.float16, num_warps=1)
+    _convert_codes[(1,)](codes, got, DTYPE=gl.bfloat16 if dtype == torch.bfloat16 else gl.float16, num_warps=1)
     want = codes.view(torch.float8_e4m3fn).to(dtype)
     live = ~want.isnan()
     assert int(live.sum()) == 254
