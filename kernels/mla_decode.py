@@ -12,16 +12,19 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = gluon_descriptors = None  # Gluon: Triton 3.6
+split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = None  # Gluon: Triton 3.6
+gluon_descriptors = None
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
         from .mla_gluon import split_kernel_sm90
+        from .mla_gluon_fp8 import split_kernel_fp8
         from .mla_gluon_ps import split_kernel_ps
         from .mla_gluon_ss import descriptors as gluon_descriptors
         from .mla_gluon_ss import split_kernel_ss
         from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = gluon_descriptors = None
+        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = None
+        gluon_descriptors = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}
@@ -614,7 +617,18 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     else:
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
-    if cfg.gluon:
+    if cfg.gluon == 4:
+        # per-tensor fp8 (mla_gluon_fp8.py): one warpgroup; the cache as its e4m3 bytes, k_scale by pointer
+        LAST_COMPILED["split"] = split_kernel_fp8[grid](
+            q, main, block_table, cache_seqlens, ks, op, lp, out, lse,
+            softmax_scale * LOG2E, splits, split_len,
+            q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
+            *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
+            out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+            h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=4,
+        )
+    elif cfg.gluon:
         # gluon 2 and 3: 4 warps here plus a 4-warp worker partition; 3 also takes TMA descriptors over the cache
         kernel, warps = {1: (split_kernel_sm90, 8), 2: (split_kernel_ws, 4), 3: (split_kernel_ss, 4)}[cfg.gluon]
         extra, tma, ords = {}, (), ()

@@ -11,17 +11,20 @@ import tempfile
 from collections import Counter
 
 PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32", "SEGS": "*i32", "PTR": "*i32",
-        "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16", "LSE": "*fp32"}
+        "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "KSCALE": "*fp32"}
+FP8_PTRS = dict(PTRS, KV="*u8")  # gluon=4 reads a per-tensor fp8 cache as its e4m3 bytes (launch() passes a uint8 view)
 
 
 # gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3 and 5 add a 4-warp worker partition)
 KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4),
-           3: ("mla_gluon_ss", "split_kernel_ss", 4), 5: ("mla_gluon_ps", "split_kernel_ps", 4)}
+           3: ("mla_gluon_ss", "split_kernel_ss", 4), 4: ("mla_gluon_fp8", "split_kernel_fp8", 4),
+           5: ("mla_gluon_ps", "split_kernel_ps", 4)}
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
-                  version: int = 1, tma: bool = True, ordered: bool = False):
-    """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90. Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
+                  version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False):
+    """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90; block_h is for gluon=4 (the others take 64),
+    fp16 gives it an fp16 q and output (its MMAs then run in fp16). Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
     library functions for Python ones that the compiler cannot lower."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -38,6 +41,11 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     if version == 5:  # one mode: no split constants, it plans its segments
         for k in ("BLOCK_N", "STAGES", "ONE_SPLIT"):
             del const[k]
+    if version == 4:
+        const["BLOCK_H"] = block_h
+    ptrs = FP8_PTRS if version == 4 else PTRS
+    if fp16:
+        ptrs = dict(ptrs, Q="*fp16", OUT="*fp16")
     sig, attrs = {}, {}
     for i, n in enumerate(fn.arg_names):
         if n in const:
@@ -46,8 +54,8 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
             ss = importlib.import_module("mlatune.kernels.mla_gluon_ss")  # gluon=5 uses its descriptors
             block, layout = ([64, 256], ss.LAT_LAYOUT) if n == "KD" else ([64, 64], ss.ROPE_LAYOUT)
             sig[n] = f"tensordesc<bf16{block},{layout!r}>"
-        elif n in PTRS:
-            sig[n], attrs[(i,)] = PTRS[n], [["tt.divisibility", 16]]
+        elif n in ptrs:
+            sig[n], attrs[(i,)] = ptrs[n], [["tt.divisibility", 16]]
         else:
             sig[n] = "fp32" if n == "scale_log2" else "i32"
             if n.startswith("stride") and n != "stride_lpr":  # as the JIT specializes the usual strides
@@ -90,11 +98,12 @@ def resources(cubin: bytes) -> tuple[int, int]:
 
 
 def report(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
-           version: int = 1, tma: bool = True, ordered: bool = False) -> dict:
-    k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered)
+           version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False) -> dict:
+    k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
-    return dict(gluon=version, block_n=block_n, stages=stages, causal=causal, one_split=one_split, page=page,
+    return dict(gluon=version, block_n=block_n, block_h=block_h if version == 4 else 64, fp16=fp16, stages=stages,
+                causal=causal, one_split=one_split, page=page,
                 tma=version in (3, 5) and tma and page % 64 == 0, ordered=version == 3 and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
                 wgmma=dict(wgmma))
@@ -110,10 +119,13 @@ def main():
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     ap.add_argument("--no-tma", action="store_true", help="gluon=3, 5: compile the cp.async path (as for unpacked caches)")
     ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
+    ap.add_argument("--block-h", type=int, default=16, help="gluon=4: query rows per program (16 or 32); the others take 64")
+    ap.add_argument("--fp16", action="store_true", help="an fp16 q and output instead of bf16")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         raise SystemExit("unset TRITON_INTERPRET: the interpreter's library functions cannot be compiled")
-    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page, a.gluon, not a.no_tma, a.ordered)))
+    print(json.dumps(report(a.block_n, a.stages, a.causal, a.one_split, a.page, a.gluon, not a.no_tma, a.ordered,
+                            a.block_h, a.fp16)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The Gluon sm_90 kernels (gluon=1, and the warp-specialized gluon=2 and 3): config rules, offline sm_90 compiles
-(run on CPU: wgmma shapes, spills), and, on a Hopper GPU only, results against the fp32 reference.
+"""The Gluon sm_90 kernels (gluon=1, the warp-specialized gluon=2 and 3, and gluon=4 for per-tensor fp8 caches):
+config rules, offline sm_90 compiles (run on CPU: wgmma shapes, spills), and, on a Hopper GPU only, results against
+the fp32 reference.
 
-The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run; the
-sweep's verification gate also checks every Gluon variant on the GPU before it is timed.
+The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run (and, for gluon=4,
+launch()'s call checked against an emulation of the kernel); the sweep's verification gate also checks every Gluon
+variant on the GPU before it is timed.
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def test_rules():
         "w4": check_config(Config(num_warps=4, gluon=1), sm90=True),
         "n128": check_config(Config(block_n=128, num_stages=1, gluon=1), sm90=True),
         "trans": check_config(Config(trans=1, gluon=1), sm90=True),
-        "g4": check_config(Config(gluon=4), sm90=True),
+        "g4": check_config(Config(gluon=4), sm90=True),  # an fp8-only kernel, and 16 or 32 rows
+        "g6": check_config(Config(gluon=6), sm90=True),  # no such kernel
         "g3n32": check_config(Config(block_n=32, gluon=3), sm90=True),
         "g3st3": check_config(Config(num_stages=3, gluon=3), sm90=True),
         "g2w4": check_config(Config(num_warps=4, gluon=2), sm90=True),
@@ -58,6 +61,34 @@ def test_rules():
     assert check_config(Config(gluon=3), smem_limit=232448, sm90=True) == []
     assert check_config(Config(gluon=3), smem_limit=166912, sm90=True)
     assert check_config(Config(gluon=5), smem_limit=232448, sm90=True) == []  # the same buffers as gluon=3
+
+
+G4 = Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=3, gluon=4)
+
+
+def test_fp8_kernel_rules():
+    assert check_config(G4, "fp8", sm90=True) == []
+    assert check_config(G4, "fp8") == []  # device not checked
+    assert any("sm_90" in r for r in check_config(G4, "fp8", sm90=False))
+    for fmt in ("bf16", "fp8_flashmla"):  # per-tensor fp8 only; and gluon 1-3 stay 16-bit only
+        assert any("kv_format 'fp8'" in r for r in check_config(G4, fmt, sm90=True))
+    assert any("bf16/fp16 caches only" in r for r in check_config(G64, "fp8", sm90=True))
+    bad = {
+        "h64": Config(block_n=64, block_h=64, num_warps=4, num_stages=2, gluon=4),
+        "w8": Config(block_n=64, block_h=32, num_warps=8, num_stages=2, gluon=4),
+        "n32": Config(block_n=32, block_h=16, num_warps=4, num_stages=3, gluon=4),
+        "st4": Config(block_n=64, block_h=16, num_warps=4, num_stages=4, gluon=4),
+        "qk_fp8": Config(block_n=64, block_h=16, num_warps=4, num_stages=2, qk_fp8=1, gluon=4),
+    }
+    for name, cfg in bad.items():
+        reasons = check_config(cfg, "fp8", sm90=True)
+        assert reasons and all("gluon" in r for r in reasons), (name, reasons)
+    # three 64-token fp8 stages fit an H200 at 32 rows (225,792 bytes compiled); not an A100's 163 KB
+    for bh in (16, 32):
+        for st in (1, 2, 3):
+            cfg = Config(block_n=64, block_h=bh, num_warps=4, num_stages=st, gluon=4)
+            assert check_config(cfg, "fp8", smem_limit=232448, sm90=True) == [], cfg
+    assert check_config(Config(block_n=64, block_h=32, num_warps=4, num_stages=3, gluon=4), "fp8", smem_limit=166912)
 
 
 def test_keys():
@@ -121,6 +152,108 @@ def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page, o
 @pytest.mark.xfail(strict=True, reason="known: gluon=2 with 64-token tiles spills one register in its per-tile loop")
 def test_offline_ws_64_token_tiles_spill_free():
     assert _offline("--gluon", "2", "--block-n", "64", "--stages", "2")["loop_spills"] == 0
+
+
+@needs_gluon
+# 16 and 32 rows, 1-3 stages, pages that hold whole tiles (64) and that do not (1, 16), bf16 and fp16 q
+@pytest.mark.parametrize("block_h,stages,causal,one_split,page,fp16",
+                         [(16, 3, False, False, 64, False), (32, 3, True, False, 64, False),
+                          (32, 2, False, True, 16, False), (16, 1, True, True, 1, True), (32, 3, True, True, 64, True)])
+def test_offline_fp8_kernel_compile(block_h, stages, causal, one_split, page, fp16):
+    args = ["--gluon", "4", "--block-n", "64", "--block-h", str(block_h), "--stages", str(stages), "--page", str(page)]
+    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--fp16"] * fp16)
+    # Per 64-token tile, with the tokens on M and the rows on N: S^T over 576 dims in k16 steps (36), then O^T, 512
+    # dims in 64-row blocks over the tile's 64 tokens in k16 steps (32). 16-bit operands: m64nBLOCK_Hk16.
+    assert r["wgmma"] == {f"m64n{block_h}k16": 36 + 32}, r
+    assert r["stack"] == 0 and r["loop_spills"] == 0, r  # no spills at all
+    cfg = Config(block_n=64, block_h=block_h, num_warps=4, num_stages=stages, gluon=4)
+    assert r["shared"] <= smem_estimate(cfg, "fp8"), r  # the rules must not admit what cannot launch
+    assert r["shared"] <= 232448 and r["regs"] <= 255, r
+
+
+def test_fp8_sweep_times_gluon4_only_where_it_applies():
+    from mlatune.spec import load_spec
+    from mlatune.sweep import make_plan
+
+    plan = make_plan(load_spec("sweeps/fp8.toml"), 232448, sm90=True)
+    g4 = {(it.workload.kv_format, it.workload.h_q * it.workload.s_q): sum(c.gluon == 4 for c in it.space.valid)
+          for it in plan}
+    # rows 16: block_h 16; rows 32: block_h 16 or 32; each with 5 split counts and 1-3 stages
+    assert g4 == {("fp8", 16): 15, ("fp8", 32): 30, ("fp8", 64): 0, ("fp8", 128): 0, ("fp8", 256): 0,
+                  ("fp8_flashmla", 16): 0, ("fp8_flashmla", 32): 0, ("fp8_flashmla", 64): 0,
+                  ("fp8_flashmla", 128): 0, ("fp8_flashmla", 256): 0}, g4
+    assert all(not it.space.invalid for it in plan)  # the constraints leave only what the rules admit
+    # the Triton kernel's space is as before: one or two stages
+    assert all(c.num_stages <= 2 for it in plan for c in it.space.valid if c.gluon == 0)
+
+
+@needs_gluon
+# equal lengths keep one split (out and lse written by the kernel); uneven ones, with an empty sequence, get more
+@pytest.mark.parametrize("splits,seqlens", [(1, [100, 100, 100]), (3, [37, 0, 1, 130, 70])])
+def test_fp8_launch_passes_what_the_kernel_reads(splits, seqlens, monkeypatch, seed):
+    """launch()'s call of gluon=4, checked without a GPU: its arguments bound by name to the kernel's signature drive
+    an emulation of the kernel's contract (one program per (row group, split, sequence): tokens [start, end) of the
+    split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
+    partials then go through the real combine (interpreted). Catches argument order, strides, the k_scale pointer,
+    the grid and the partials' units; the kernel's own code is checked offline (above) and on the GPU (below)."""
+    import inspect
+    import math
+
+    sig = inspect.signature(md.split_kernel_fp8.fn)
+    calls = []
+
+    def emulate(grid):
+        def run(*args, **kw):
+            a = sig.bind(*args, **{k: v for k, v in kw.items() if k != "num_warps"}).arguments
+            assert kw["num_warps"] == 4 and a["KV"].dtype == torch.uint8 and a["KSCALE"].numel() == 1
+            calls.append(grid)
+            H, S_Q, rows = a["H"], a["S_Q"], a["H"] * a["S_Q"]
+            assert grid == (-(-rows // a["BLOCK_H"]), a["num_splits"], a["Q"].shape[0])
+            batch, dev = grid[2], a["Q"].device
+            q = torch.as_strided(a["Q"], (batch, S_Q, H, 576), (a["stride_qb"], a["stride_qs"], a["stride_qh"], 1))
+            kv = a["KV"].view(torch.float8_e4m3fn).float()
+            ks = float(a["KSCALE"].reshape(()))
+            for b in range(batch):
+                seqlen = int(a["SEQ"][b])
+                for split in range(grid[1]):
+                    start = split * a["split_len"]
+                    end = seqlen if split == grid[1] - 1 else min(start + a["split_len"], seqlen)
+                    if not a["ONE_SPLIT"] and start >= seqlen:
+                        continue
+                    t = torch.arange(start, max(start, end), device=dev)
+                    blk = a["BT"].flatten()[b * a["stride_btb"] + (t // a["PAGE"]).long()].long()
+                    off = blk[:, None] * a["stride_kb"] + (t % a["PAGE"])[:, None] * a["stride_kt"] + torch.arange(576)
+                    k = kv.flatten()[off] * ks  # [tokens, 576]
+                    qr = q[b].reshape(rows, 576).float()  # row = s * H + h
+                    x = qr @ k.T * a["scale_log2"]  # log2 units
+                    if a["CAUSAL"]:
+                        limit = seqlen - S_Q + 1 + torch.arange(rows) // H
+                        x = x.masked_fill(t[None, :] >= limit[:, None], -math.inf)
+                    m = x.max(1).values.clamp_min(-1e30) if len(t) else torch.full((rows,), -1e30)
+                    p = torch.exp2(x - m[:, None])
+                    lsum = p.sum(1)
+                    o = (p @ k[:, :512]) / lsum.clamp_min(1e-30)[:, None]
+                    lse2 = torch.where(lsum > 0, m + torch.log2(lsum.clamp_min(1e-30)), -math.inf)
+                    if a["ONE_SPLIT"]:
+                        out = torch.as_strided(a["OUT"], (batch, S_Q, H, 512),
+                                               (a["stride_ob"], a["stride_os"], a["stride_oh"], 1))
+                        lse = torch.as_strided(a["LSE"], (batch, H, S_Q), (a["stride_lb"], a["stride_lh"], 1))
+                        out[b] = o.reshape(S_Q, H, 512).to(out.dtype)
+                        lse[b] = torch.where(lsum > 0, lse2 * math.log(2), math.inf).reshape(S_Q, H).T
+                    else:
+                        op = torch.as_strided(a["OP"], (batch, rows, grid[1], 512),
+                                              (a["stride_opb"], a["stride_opr"], a["stride_ops"], 1))
+                        lp = torch.as_strided(a["LP"], (batch, rows, grid[1]), (a["stride_lpb"], a["stride_lpr"], 1))
+                        op[b, :, split] = o
+                        lp[b, :, split] = lse2
+        return run
+
+    monkeypatch.setattr(md, "split_kernel_fp8", type("Emulated", (), {"__getitem__": lambda self, g: emulate(g)})())
+    case = make_case(seqlens, h_q=8, s_q=2, page=16, kv_format="fp8", seed=seed)
+    cfg = Config(block_n=64, block_h=16, num_splits=splits, num_warps=4, num_stages=2, gluon=4)
+    out, lse, got = run_poisoned(case, cfg, causal=True)
+    assert calls and (got == 1) == (splits == 1)
+    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"emulated gluon=4, {got} splits")
 
 
 # --- On a Hopper GPU: results against the fp32 reference -----------------------------------------------
@@ -208,3 +341,78 @@ def test_seesaw_uses_tma_only_where_tiles_are_whole_rows_of_a_packed_cache():
     assert descriptors(torch.randn(5, 16, 1, 576).to(torch.bfloat16))[2] is False  # a tile spans 4 pages
     kd, rd, _ = descriptors(kv)
     assert kd.block_shape == [64, 256] and rd.block_shape == [64, 64] and kd.shape == [640, 576]
+
+
+# --- gluon=4 (per-tensor fp8 caches) on a Hopper GPU --------------------------------------------------------------
+
+FP8_GPU_CONFIGS = [
+    Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=3, gluon=4),
+    Config(block_n=64, block_h=32, num_splits=3, num_warps=4, num_stages=2, gluon=4),
+    Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=1, gluon=4),
+    Config(block_n=64, block_h=32, num_splits=5, num_warps=4, num_stages=3, gluon=4),
+]
+
+
+@on_sm90
+@pytest.mark.parametrize("cfg,page", list(zip(FP8_GPU_CONFIGS, [1, 16, 64, 256])),
+                         ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
+@pytest.mark.parametrize("h_q,s_q", [(16, 1), (32, 1), (16, 2), (40, 2), (128, 1)])
+def test_fp8_kernel_against_reference(cfg, page, h_q, s_q, seed):
+    # seqlens hit 0, 1, a partial tile, whole tiles, lengths longer than a split, and 33 tiles (the stage ring wraps)
+    case = make_case([37, 0, 1, 64, 129, 700, 2100], h_q=h_q, s_q=s_q, page=page, kv_format="fp8", seed=seed)
+    out, lse, _ = run_poisoned(case, cfg, causal=s_q > 1)
+    compare(out, lse, *reference(case, causal=s_q > 1), 1e-2, 1e-4, tag=cfg.key())  # as tight as bf16 caches
+
+
+@on_sm90
+@pytest.mark.parametrize("seqlens", [[700, 700, 700], [0, 0]])  # one split: out and lse from the kernel itself
+@pytest.mark.parametrize("block_h", [16, 32])
+def test_fp8_kernel_one_split(seqlens, block_h, seed):
+    case = make_case(seqlens, h_q=16, s_q=2, page=64, kv_format="fp8", seed=seed)
+    cfg = Config(block_n=64, block_h=block_h, num_splits=1, num_warps=4, num_stages=3, gluon=4)
+    out, lse, splits = run_poisoned(case, cfg, causal=True)
+    assert splits == 1
+    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=cfg.key())
+
+
+@on_sm90
+def test_fp8_kernel_fp16_q_large_q_and_public_entry(seed):
+    cfg = Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=3, gluon=4)
+    # fp16 q: the MMAs run in fp16; k_scale as a Python float through the public entry
+    case = make_case([300, 5, 1000, 0], h_q=16, s_q=2, page=64, dtype=torch.float16, kv_format="fp8", seed=seed)
+    out, lse = md.mla_decode(*case.args(), causal=True, config=cfg, k_scale=float(case.k_scale))
+    assert out.dtype == torch.float16
+    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag="fp8 fp16 q")
+    # bf16 q far beyond fp16's range (the Triton fp8 path rescales q rows for that; bf16 needs nothing)
+    case = make_case([40, 0, 77], h_q=16, s_q=1, page=16, kv_format="fp8", q_scale=3e5, seed=seed)
+    out, lse, _ = run_poisoned(case, cfg, softmax_scale=1e-5)
+    compare(out, lse, *reference(case, softmax_scale=1e-5), 1e-2, 1e-4, tag="fp8 large q")
+
+
+if md.split_kernel_fp8 is not None:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+
+    from mlatune.kernels.mla_gluon_fp8 import _e4m3x4_to
+
+    @gluon.jit
+    def _convert_codes(X, Y, DTYPE: gl.constexpr):
+        """All 256 e4m3 codes through the fp8 kernel's conversion (one warp, 8 codes per thread)."""
+        lay: gl.constexpr = gl.BlockedLayout([1, 8], [16, 2], [1, 1], [1, 0])
+        i = (gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(1, lay)), 1) * 16
+             + gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(0, lay)), 0))
+        gl.store(Y + i, _e4m3x4_to(gl.load(X + i), DTYPE))
+
+
+@on_sm90
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fp8_dequant_is_exact(dtype):
+    """The kernel's e4m3 -> bf16/fp16 conversion (bit moves and a bf16 multiply by 2^120; one cvt for fp16) on all
+    254 non-NaN codes, subnormals and both zeros included, bit for bit against torch."""
+    codes = torch.arange(256, dtype=torch.int32).to(torch.uint8).cuda()
+    got = torch.empty(256, dtype=dtype, device="cuda")
+    _convert_codes[(1,)](codes, got, DTYPE=gl.bfloat16 if dtype == torch.bfloat16 else gl.float16, num_warps=1)
+    want = codes.view(torch.float8_e4m3fn).to(dtype)
+    live = ~want.isnan()
+    assert int(live.sum()) == 254
+    assert torch.equal(got[live].view(torch.int16), want[live].view(torch.int16))

@@ -312,6 +312,8 @@ def test_64bit_offsets(kv_format, seed):
     cfgs = [Config(block_n=64, block_h=32, num_splits=ns, num_warps=8) for ns in (1, 4)]
     if kv_format == "bf16" and gluon_runs_on(q.device):  # the Gluon sm_90 kernel's offsets too
         cfgs += [Config(block_n=64, block_h=64, num_splits=ns, num_warps=8, gluon=1) for ns in (1, 4)]
+    if kv_format == "fp8" and gluon_runs_on(q.device):  # and the Gluon fp8 kernel's
+        cfgs += [Config(block_n=64, block_h=32, num_splits=ns, num_warps=4, num_stages=3, gluon=4) for ns in (1, 4)]
     for cfg in cfgs:
         ns = cfg.num_splits
         out, lse = mlatune.mla_decode(q, kv, bt, sl, causal=True, config=cfg, k_scale=k_scale)
