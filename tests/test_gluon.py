@@ -222,14 +222,15 @@ def test_fp8_launch_passes_what_the_kernel_reads(splits, seqlens, monkeypatch, s
                         continue
                     t = torch.arange(start, max(start, end), device=dev)
                     blk = a["BT"].flatten()[b * a["stride_btb"] + (t // a["PAGE"]).long()].long()
-                    off = blk[:, None] * a["stride_kb"] + (t % a["PAGE"])[:, None] * a["stride_kt"] + torch.arange(576)
+                    off = (blk[:, None] * a["stride_kb"] + (t % a["PAGE"])[:, None] * a["stride_kt"]
+                           + torch.arange(576, device=dev))
                     k = kv.flatten()[off] * ks  # [tokens, 576]
                     qr = q[b].reshape(rows, 576).float()  # row = s * H + h
                     x = qr @ k.T * a["scale_log2"]  # log2 units
                     if a["CAUSAL"]:
-                        limit = seqlen - S_Q + 1 + torch.arange(rows) // H
+                        limit = seqlen - S_Q + 1 + torch.arange(rows, device=dev) // H
                         x = x.masked_fill(t[None, :] >= limit[:, None], -math.inf)
-                    m = x.max(1).values.clamp_min(-1e30) if len(t) else torch.full((rows,), -1e30)
+                    m = x.max(1).values.clamp_min(-1e30) if len(t) else torch.full((rows,), -1e30, device=dev)
                     p = torch.exp2(x - m[:, None])
                     lsum = p.sum(1)
                     o = (p @ k[:, :512]) / lsum.clamp_min(1e-30)[:, None]
