@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -169,8 +169,8 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     cache_seqlens (or a max_seqlen given as that tensor) also orders the programs of the seesaw kernel
     (gluon=3) longest piece first, built on the device without a sync. The order only balances: runs with
     other seqlens stay correct. The persistent seesaw kernel (gluon=5) plans its segments from them on the
-    host (one sync); such a plan is valid only for these seqlens. Without cache_seqlens a gluon=5 pick runs
-    as gluon=3.
+    host (one sync); the plan balances these seqlens and stays correct for others (each sequence's last
+    segment runs to its length at run time). Without cache_seqlens a gluon=5 pick runs as gluon=3.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")

@@ -202,6 +202,20 @@ def test_plan_orders_seesaw_pieces_from_the_seqlens(dirs, monkeypatch):
     assert rt.plan(4, 1, 16, sl, page_size=64, device="cpu").order is None
 
 
+def test_plan_of_the_persistent_kernel(dirs, monkeypatch):
+    # gluon=5 gets its segment plan (and partials for its split sequences) from the seqlens; without them
+    # the same pick runs as gluon=3, whose split count plan() can size from max_seqlen alone
+    g5 = Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=5)
+    monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (g5, "test"))
+    sl = torch.tensor([5000, 5, 300, 0], dtype=torch.int32)
+    p = rt.plan(4, 1, 16, sl, page_size=64, device="cpu")
+    assert p.config.gluon == 5 and p.order.combine and p.order.slots >= 2  # 4 pretend SMs: the long one is cut
+    assert p.partials is not None and p.partials[0].shape[2] == p.order.slots
+    assert p.order.counts.tolist()[1:] == [1, 1, 1]
+    q = rt.plan(4, 1, 16, 5000, page_size=64, device="cpu")
+    assert q.config.gluon == 3 and q.config.num_splits == 0 and q.order is None
+
+
 def test_device_key_on_cpu():
     assert rt.device_key("cpu") == rt.CPU_DEVICE
 
