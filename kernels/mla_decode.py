@@ -486,7 +486,7 @@ def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: 
     step; None for kernels that take the grid in its natural order, and where total_tokens says the lengths
     are equal. Any permutation is correct: an order built from other seqlens or another max_seqlen only
     balances worse. For gluon=5 (rows = s_q * h_q needed): its Segments plan, built on the host from the
-    seqlens (one host sync), valid for these seqlens only."""
+    seqlens (one host sync); it balances these seqlens and stays correct for any others."""
     if cfg.gluon == 5:
         if rows is None:
             raise ValueError("schedule() needs rows (s_q * h_q) for gluon=5")
