@@ -1,4 +1,4 @@
-"""Hopper (sm_90) persistent seesaw kernel (gluon=5): one program per row group and SM part walks that part's segments."""
+"""Hopper (sm_90) persistent seesaw kernel (gluon=5): a program per row group and SM part walks its segments."""
 from __future__ import annotations
 
 from triton.experimental import gluon
@@ -25,13 +25,13 @@ from .mla_gluon_ss import NEG_INIT, _finish, _load_half, _pair0, _pair1, _scores
 @gluon.jit
 def _segment_q(Q, q_half, b, pid_h, H, S_Q, stride_qb, stride_qs, stride_qh, WG: gl.constexpr, qr_dot: gl.constexpr,
                ldq: gl.constexpr):
-    # q_half: this warpgroup's [64, 256] buffer
-    """Store this warpgroup's latent half of q's 64 rows in shared memory; return its rope dims (registers)."""
+    """Store this warpgroup's latent half of q's 64 rows in q_half ([64, 256], shared memory); return its rope
+    dims (registers)."""
     rq = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, ldq))
     q_off = b * stride_qb + (rq // H).to(gl.int64) * stride_qs + (rq % H).to(gl.int64) * stride_qh + WG * 256
     cq = gl.arange(0, 256, layout=gl.SliceLayout(0, ldq))
-    q_half.store(gl.load(Q + gl.expand_dims(q_off, 1) + gl.expand_dims(cq, 0),
-                                  mask=gl.expand_dims(rq < H * S_Q, 1), other=0.0))
+    q_half.store(gl.load(Q + gl.expand_dims(q_off, 1) + gl.expand_dims(cq, 0), mask=gl.expand_dims(rq < H * S_Q, 1),
+                         other=0.0))
     rr = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, qr_dot))
     r_off = b * stride_qb + (rr // H).to(gl.int64) * stride_qs + (rr % H).to(gl.int64) * stride_qh + 512
     cr = gl.arange(0, 64, layout=gl.SliceLayout(0, qr_dot))
@@ -86,34 +86,38 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
                        stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
             _load_half(KV, BT, KD, RD, lat_mine.index(1 + z), k_rope.index(1 + z), mine1, b, start + 64, end,
                        stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
-            q_rope = _segment_q(Q, (q_r if WG else q_l).index(z), b, pid_h, H, S_Q, stride_qb, stride_qs, stride_qh, WG, qr_dot,
-                                gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0]))
+            q_rope = _segment_q(Q, (q_r if WG else q_l).index(z), b, pid_h, H, S_Q, stride_qb, stride_qs, stride_qh,
+                                WG, qr_dot, gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0]))
             fence_async_shared()
             gl.thread_barrier()
             mbarrier.arrive(bars.index(9), count=1)
             mbarrier.wait(bars.index(9), qn & 1)
             qn += 1
             limit = seqlen - S_Q + 1 + rows // H  # causal: query s sees keys t < seqlen - S_Q + 1 + s
-            # the pair helpers take `start` and the pair index j, and address tile start + 128 j: shift both by `off`
-            pa = (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b,
-                  gl.maximum(slot, 0), seqlen, start - off * 128, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt,
-                  stride_btb, stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+            # the pair helpers take `start` and the pair index j and address tile start + 128 j: shift both by off
+            pa = (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars,
+                  scale_log2, b, gl.maximum(slot, 0), seqlen, start - off * 128, end, pid_h,
+                  stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
+                  stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
                   stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
             mbarrier.wait(rd[0], off)
             mbarrier.wait(rd[1], off)
             fence_async_shared()
-            s = _scores(q_l.index(z), q_r.index(z), q_rope, k_l.index(WG + z), k_r.index(WG + z), k_rope.index(WG + z), zero)
+            s = _scores(q_l.index(z), q_r.index(z), q_rope, k_l.index(WG + z), k_r.index(WG + z),
+                        k_rope.index(WG + z), zero)
             for j in range(off, off + n_pairs - 1):
                 if WG == 0:
-                    o, s, m, l = _pair0(pa, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+                    o, s, m, l = _pair0(pa, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot,
+                                        ld, ldr)
                 else:
-                    o, s, m, l = _pair1(pa, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
+                    o, s, m, l = _pair1(pa, config, j, False, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot,
+                                        ld, ldr)
             if WG == 0:
-                o, s, m, l = _pair0(pa, config, off + n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot,
-                                    ld, ldr)
+                o, s, m, l = _pair0(pa, config, off + n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l,
+                                    p_dot, ld, ldr)
             else:
-                o, s, m, l = _pair1(pa, config, off + n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot,
-                                    ld, ldr)
+                o, s, m, l = _pair1(pa, config, off + n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l,
+                                    p_dot, ld, ldr)
             pairs += n_pairs
         _finish(o, m, l, l_s, bars.index(8), sph, OP, LP, OUT, LSE, b, gl.maximum(slot, 0), slot < 0, pid_h,
                 H, S_Q, stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
