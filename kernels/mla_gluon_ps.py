@@ -5,7 +5,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
 
-from .mla_gluon_ss import NEG_INIT, _finish, _load_half, _pair0, _pair1, _scores, _zero
+from .mla_gluon_ss import NEG_INIT, _finish, _load_half, _pair0, _pair1, _scores, _tile_buffers, _zero
 
 # The schedule of FlashMLA's metadata, with the seesaw kernel's tile loop (mla_gluon_ss.py; the code is ours). On the
 # host, plan_segments() (mla_decode.py) cuts the batch's tiles, plus a fixed cost per segment, into one equal share
@@ -143,8 +143,6 @@ def split_kernel_ps(
     gl.static_assert((DV == 512) and (DR == 64), "written for 512 + 64 dims")
     dtype: gl.constexpr = Q.dtype.element_ty
     lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
-    sq_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 64], dtype)
-    vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])
     groups = (H * S_Q + 63) // 64
     pid_h = gl.program_id(0) % groups
     part = gl.program_id(0) // groups
@@ -153,20 +151,7 @@ def split_kernel_ps(
 
     q_l = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
     q_r = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
-    k_l = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
-    k_r = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
-    k_rope = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
-    p_s = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
-    m_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    bars = gl.allocate_shared_memory(gl.int64, [10, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(4):  # TMA: the expect-bytes arrival; cp.async: each copying thread's
-        mbarrier.init(bars.index(i), count=1 if USE_TMA else 128)
-    for i in gl.static_range(4, 8):
-        mbarrier.init(bars.index(i), count=1)
-    mbarrier.init(bars.index(8), count=2)
-    mbarrier.init(bars.index(9), count=2)
+    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 10)  # 9: both q halves stored
 
     args = (Q, KV, KD, RD, BT, SEQ, SEGS, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars,
             scale_log2, seg0, seg1, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,

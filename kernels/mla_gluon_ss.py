@@ -351,6 +351,31 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     return o, s, m1, l
 
 
+@gluon.jit
+def _tile_buffers(dtype: gl.constexpr, USE_TMA: gl.constexpr, NBARS: gl.constexpr):
+    """The seesaw kernels' shared memory past q: two whole tiles (latent halves and rope), P0 and P1, the row
+    maxima, factors and sums, and NBARS mbarriers: 0-3 tile halves landed, 4-7 the hand-offs (one arrival
+    each), 8 and on two arrivals (both warpgroups)."""
+    lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
+    sq_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 64], dtype)
+    vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # indexed to 1-D rows
+    k_l = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
+    k_r = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
+    k_rope = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
+    p_s = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
+    m_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
+    bars = gl.allocate_shared_memory(gl.int64, [NBARS, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(4):  # TMA: the expect-bytes arrival; cp.async: each copying thread's
+        mbarrier.init(bars.index(i), count=1 if USE_TMA else 128)
+    for i in gl.static_range(4, 8):
+        mbarrier.init(bars.index(i), count=1)
+    for i in gl.static_range(8, NBARS):
+        mbarrier.init(bars.index(i), count=2)
+    return k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars
+
+
 @gluon.jit(do_not_specialize=["num_splits"])
 def split_kernel_ss(
     Q, KV, KD, RD, BT, SEQ, ORD, OP, LP, OUT, LSE,
@@ -371,8 +396,6 @@ def split_kernel_ss(
     gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
     dtype: gl.constexpr = Q.dtype.element_ty
     lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
-    sq_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 64], dtype)
-    vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # indexed to 1-D rows
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
     if ORDERED:  # a 1-D grid walks ORD, a host-built order of the (sequence, split) pieces; a piece's row groups are adjacent
@@ -404,19 +427,7 @@ def split_kernel_ss(
     q_r.index(0).store(gl.load(q_ptr + 256, mask=q_ok, other=0.0))
     fence_async_shared()
 
-    k_l = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
-    k_r = gl.allocate_shared_memory(dtype, [2, 64, 256], lat_sl)
-    k_rope = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
-    p_s = gl.allocate_shared_memory(dtype, [2, 64, 64], sq_sl)
-    m_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    bars = gl.allocate_shared_memory(gl.int64, [9, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(4):  # TMA: the expect-bytes arrival; cp.async: each copying thread's
-        mbarrier.init(bars.index(i), count=1 if USE_TMA else 128)
-    for i in gl.static_range(4, 8):
-        mbarrier.init(bars.index(i), count=1)
-    mbarrier.init(bars.index(8), count=2)
+    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 9)
 
     args = (Q, KV, KD, RD, BT, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars, scale_log2, b, split,
             seqlen, start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
