@@ -28,7 +28,8 @@ class Config:
     gluon: int = 0  # Gluon sm_90 kernels: 1 splits QK^T's columns (mla_gluon.py), 2 its dims (mla_gluon_ws.py),
     #                 3 gives whole tiles to alternate warpgroups (FlashMLA's seesaw, mla_gluon_ss.py); 4 is for the
     #                 per-tensor fp8 cache: 16 or 32 rows, tiles dequantized to bf16 in shared memory, S^T = K Q^T
-    #                 (mla_gluon_fp8.py); 5 is 3 as one program per SM part over a balanced segment plan (mla_gluon_ps.py)
+    #                 (mla_gluon_fp8.py); 5 is 3 as one program per SM part over a balanced segment plan (mla_gluon_ps.py);
+    #                 6 is 4 with both matmuls' fp8 tiles dequantized into registers, no bf16 tile (mla_gluon_fp8r.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +66,9 @@ def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
         # The offline sm_90 compiles take exactly this at block_h 32 (225,792 bytes with three stages), 256 less at 16.
         return (cfg.num_stages * cfg.block_n * D_QK + cfg.block_n * D_QK * 2 + cfg.block_h * D_QK * 2
                 + cfg.block_n * cfg.block_h * 2 + 512)
+    if cfg.gluon == 6:  # fp8 stages, q, P^T, scratch; the offline sm_90 compiles take 57,600 bytes (16 rows, one stage)
+        # to 189,952 (32 rows, four stages), 256 or 512 under this
+        return cfg.num_stages * cfg.block_n * D_QK + cfg.block_h * D_QK * 2 + cfg.block_n * cfg.block_h * 2 + 768
     if cfg.gluon in (3, 5):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
         # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.
         return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
@@ -108,8 +112,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
         bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
-    if cfg.gluon not in (0, 1, 2, 3, 4, 5):
-        bad.append(f"gluon={cfg.gluon}: must be 0, 1, 2, 3, 4 or 5")
+    if cfg.gluon not in (0, 1, 2, 3, 4, 5, 6):
+        bad.append(f"gluon={cfg.gluon}: must be 0, 1, 2, 3, 4, 5 or 6")
     elif cfg.gluon:
         bad += _gluon_rules(cfg, kv_format, sm90)
     if bad:
@@ -132,7 +136,7 @@ def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
     bad = []
     if sm90 is False:
         bad.append(f"{g} needs an sm_90 (Hopper) GPU; the Triton interpreter cannot run Gluon kernels")
-    if cfg.gluon == 4:
+    if cfg.gluon in (4, 6):
         return bad + _gluon_fp8_rules(cfg, kv_format)
     if kv_format != "bf16":
         bad.append(f"{g} is for bf16/fp16 caches only, not {kv_format!r}")
@@ -152,17 +156,19 @@ def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
 
 
 def _gluon_fp8_rules(cfg: Config, kv_format: str) -> list[str]:
+    g = f"gluon={cfg.gluon}"
+    stages = 4 if cfg.gluon == 6 else 3  # gluon=6 has no bf16 tile: room for a fourth fp8 stage
     bad = []
     if kv_format != "fp8":
-        bad.append(f"gluon=4 is for the per-tensor fp8 cache (kv_format 'fp8') only, not {kv_format!r}")
+        bad.append(f"{g} is for the per-tensor fp8 cache (kv_format 'fp8') only, not {kv_format!r}")
     if cfg.block_h not in (16, 32) or cfg.num_warps != 4:
-        bad.append(f"gluon=4 runs 16 or 32 rows (the wgmma N) on one warpgroup: needs block_h 16 or 32 and "
+        bad.append(f"{g} runs 16 or 32 rows (the wgmma N) on one warpgroup: needs block_h 16 or 32 and "
                    f"num_warps=4, got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
-    if cfg.block_n != 64 or not 1 <= cfg.num_stages <= 3:
-        bad.append(f"gluon=4 puts 64-token tiles on the wgmma M axis, 1 to 3 fp8 stages: needs block_n=64 and "
-                   f"num_stages 1-3, got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
+    if cfg.block_n != 64 or not 1 <= cfg.num_stages <= stages:
+        bad.append(f"{g} puts 64-token tiles on the wgmma M axis, 1 to {stages} fp8 stages: needs block_n=64 and "
+                   f"num_stages 1-{stages}, got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
     if cfg.trans or cfg.qk_fp8:
-        bad.append("gluon=4 does not combine with trans or qk_fp8")
+        bad.append(f"{g} does not combine with trans or qk_fp8")
     return bad
 
 
@@ -194,6 +200,7 @@ def source_hash() -> str:
         h.update(inspect.getsource(obj).encode())
     # The Gluon kernels' whole modules, read as text: the hash stays the same where Triton has no Gluon.
     h.update(f"segment cost {md.SEGMENT_COST_TILES}".encode())
-    for name in ("mla_gluon.py", "mla_gluon_ws.py", "mla_gluon_ss.py", "mla_gluon_ps.py", "mla_gluon_fp8.py"):
+    for name in ("mla_gluon.py", "mla_gluon_ws.py", "mla_gluon_ss.py", "mla_gluon_ps.py", "mla_gluon_fp8.py",
+                 "mla_gluon_fp8r.py"):
         h.update((Path(md.__file__).parent / name).read_bytes())
     return h.hexdigest()[:12]

@@ -12,18 +12,19 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = None  # Gluon: Triton 3.6
+split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None  # Gluon: 3.6
 gluon_descriptors = None
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
         from .mla_gluon import split_kernel_sm90
         from .mla_gluon_fp8 import split_kernel_fp8
+        from .mla_gluon_fp8r import split_kernel_fp8r
         from .mla_gluon_ps import split_kernel_ps
         from .mla_gluon_ss import descriptors as gluon_descriptors
         from .mla_gluon_ss import split_kernel_ss
         from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = None
+        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None
         gluon_descriptors = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
@@ -617,9 +618,9 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     else:
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
-    if cfg.gluon == 4:
-        # per-tensor fp8 (mla_gluon_fp8.py): one warpgroup; the cache as its e4m3 bytes, k_scale by pointer
-        LAST_COMPILED["split"] = split_kernel_fp8[grid](
+    if cfg.gluon in (4, 6):
+        # per-tensor fp8 (mla_gluon_fp8.py, mla_gluon_fp8r.py): one warpgroup; the cache as e4m3 bytes, k_scale by pointer
+        LAST_COMPILED["split"] = (split_kernel_fp8 if cfg.gluon == 4 else split_kernel_fp8r)[grid](
             q, main, block_table, cache_seqlens, ks, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,
             q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),

@@ -18,7 +18,7 @@ FP8_PTRS = dict(PTRS, KV="*u8")  # gluon=4 reads a per-tensor fp8 cache as its e
 # gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3 and 5 add a 4-warp worker partition)
 KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4),
            3: ("mla_gluon_ss", "split_kernel_ss", 4), 4: ("mla_gluon_fp8", "split_kernel_fp8", 4),
-           5: ("mla_gluon_ps", "split_kernel_ps", 4)}
+           5: ("mla_gluon_ps", "split_kernel_ps", 4), 6: ("mla_gluon_fp8r", "split_kernel_fp8r", 4)}
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
@@ -41,9 +41,9 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     if version == 5:  # one mode: no split constants, it plans its segments
         for k in ("BLOCK_N", "STAGES", "ONE_SPLIT"):
             del const[k]
-    if version == 4:
+    if version in (4, 6):
         const["BLOCK_H"] = block_h
-    ptrs = FP8_PTRS if version == 4 else PTRS
+    ptrs = FP8_PTRS if version in (4, 6) else PTRS
     if fp16:
         ptrs = dict(ptrs, Q="*fp16", OUT="*fp16")
     sig, attrs = {}, {}
@@ -102,7 +102,7 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
     k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
-    return dict(gluon=version, block_n=block_n, block_h=block_h if version == 4 else 64, fp16=fp16, stages=stages,
+    return dict(gluon=version, block_n=block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16, stages=stages,
                 causal=causal, one_split=one_split, page=page,
                 tma=version in (3, 5) and tma and page % 64 == 0, ordered=version == 3 and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
@@ -119,7 +119,7 @@ def main():
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     ap.add_argument("--no-tma", action="store_true", help="gluon=3, 5: compile the cp.async path (as for unpacked caches)")
     ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
-    ap.add_argument("--block-h", type=int, default=16, help="gluon=4: query rows per program (16 or 32); the others take 64")
+    ap.add_argument("--block-h", type=int, default=16, help="gluon=4, 6: query rows per program (16 or 32); the others take 64")
     ap.add_argument("--fp16", action="store_true", help="an fp16 q and output instead of bf16")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":

@@ -1,8 +1,9 @@
-"""The Gluon sm_90 kernels (gluon=1, the warp-specialized gluon=2 and 3, and gluon=4 for per-tensor fp8 caches):
+"""The Gluon sm_90 kernels (gluon=1, the warp-specialized gluon=2 and 3, its persistent form gluon=5, and gluon=4 and
+6 for per-tensor fp8 caches):
 config rules, offline sm_90 compiles (run on CPU: wgmma shapes, spills), and, on a Hopper GPU only, results against
 the fp32 reference.
 
-The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run (and, for gluon=4,
+The Triton interpreter cannot run Gluon kernels, so on CPU machines only the first two parts run (and, for gluon=4 and 6,
 launch()'s call checked against an emulation of the kernel); the sweep's verification gate also checks every Gluon
 variant on the GPU before it is timed.
 """
@@ -16,6 +17,8 @@ import sys
 
 import pytest
 import torch
+
+from dataclasses import replace
 
 from mlatune.kernels import Config, check_config
 from mlatune.kernels.config import smem_estimate
@@ -40,7 +43,8 @@ def test_rules():
         "n128": check_config(Config(block_n=128, num_stages=1, gluon=1), sm90=True),
         "trans": check_config(Config(trans=1, gluon=1), sm90=True),
         "g4": check_config(Config(gluon=4), sm90=True),  # an fp8-only kernel, and 16 or 32 rows
-        "g6": check_config(Config(gluon=6), sm90=True),  # no such kernel
+        "g6": check_config(Config(gluon=6), sm90=True),  # the other fp8-only kernel
+        "g7": check_config(Config(gluon=7), sm90=True),  # no such kernel
         "g3n32": check_config(Config(block_n=32, gluon=3), sm90=True),
         "g3st3": check_config(Config(num_stages=3, gluon=3), sm90=True),
         "g2w4": check_config(Config(num_warps=4, gluon=2), sm90=True),
@@ -66,29 +70,34 @@ def test_rules():
 G4 = Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=3, gluon=4)
 
 
-def test_fp8_kernel_rules():
-    assert check_config(G4, "fp8", sm90=True) == []
-    assert check_config(G4, "fp8") == []  # device not checked
-    assert any("sm_90" in r for r in check_config(G4, "fp8", sm90=False))
+@pytest.mark.parametrize("gluon", [4, 6])
+def test_fp8_kernel_rules(gluon):
+    g = replace(G4, gluon=gluon)
+    assert check_config(g, "fp8", sm90=True) == []
+    assert check_config(g, "fp8") == []  # device not checked
+    assert any("sm_90" in r for r in check_config(g, "fp8", sm90=False))
     for fmt in ("bf16", "fp8_flashmla"):  # per-tensor fp8 only; and gluon 1-3 stay 16-bit only
-        assert any("kv_format 'fp8'" in r for r in check_config(G4, fmt, sm90=True))
+        assert any("kv_format 'fp8'" in r for r in check_config(g, fmt, sm90=True))
     assert any("bf16/fp16 caches only" in r for r in check_config(G64, "fp8", sm90=True))
+    top = 3 if gluon == 4 else 4  # gluon=6 has no bf16 tile in shared memory: a fourth stage fits
     bad = {
-        "h64": Config(block_n=64, block_h=64, num_warps=4, num_stages=2, gluon=4),
-        "w8": Config(block_n=64, block_h=32, num_warps=8, num_stages=2, gluon=4),
-        "n32": Config(block_n=32, block_h=16, num_warps=4, num_stages=3, gluon=4),
-        "st4": Config(block_n=64, block_h=16, num_warps=4, num_stages=4, gluon=4),
-        "qk_fp8": Config(block_n=64, block_h=16, num_warps=4, num_stages=2, qk_fp8=1, gluon=4),
+        "h64": Config(block_n=64, block_h=64, num_warps=4, num_stages=2, gluon=gluon),
+        "w8": Config(block_n=64, block_h=32, num_warps=8, num_stages=2, gluon=gluon),
+        "n32": Config(block_n=32, block_h=16, num_warps=4, num_stages=3, gluon=gluon),
+        "stages": Config(block_n=64, block_h=16, num_warps=4, num_stages=top + 1, gluon=gluon),
+        "qk_fp8": Config(block_n=64, block_h=16, num_warps=4, num_stages=2, qk_fp8=1, gluon=gluon),
     }
     for name, cfg in bad.items():
         reasons = check_config(cfg, "fp8", sm90=True)
         assert reasons and all("gluon" in r for r in reasons), (name, reasons)
-    # three 64-token fp8 stages fit an H200 at 32 rows (225,792 bytes compiled); not an A100's 163 KB
+    # every stage count fits an H200 at 16 and 32 rows (gluon=4, 32 rows, 3 stages: 225,792 bytes compiled)
     for bh in (16, 32):
-        for st in (1, 2, 3):
-            cfg = Config(block_n=64, block_h=bh, num_warps=4, num_stages=st, gluon=4)
+        for st in range(1, top + 1):
+            cfg = Config(block_n=64, block_h=bh, num_warps=4, num_stages=st, gluon=gluon)
             assert check_config(cfg, "fp8", smem_limit=232448, sm90=True) == [], cfg
-    assert check_config(Config(block_n=64, block_h=32, num_warps=4, num_stages=3, gluon=4), "fp8", smem_limit=166912)
+    # not on an A100's 163 KB: gluon=4 at three stages, gluon=6 at four
+    assert check_config(Config(block_n=64, block_h=32, num_warps=4, num_stages=top, gluon=gluon), "fp8",
+                        smem_limit=166912)
 
 
 def test_keys():
@@ -155,33 +164,38 @@ def test_offline_ws_64_token_tiles_spill_free():
 
 
 @needs_gluon
-# 16 and 32 rows, 1-3 stages, pages that hold whole tiles (64) and that do not (1, 16), bf16 and fp16 q
-@pytest.mark.parametrize("block_h,stages,causal,one_split,page,fp16",
-                         [(16, 3, False, False, 64, False), (32, 3, True, False, 64, False),
-                          (32, 2, False, True, 16, False), (16, 1, True, True, 1, True), (32, 3, True, True, 64, True)])
-def test_offline_fp8_kernel_compile(block_h, stages, causal, one_split, page, fp16):
-    args = ["--gluon", "4", "--block-n", "64", "--block-h", str(block_h), "--stages", str(stages), "--page", str(page)]
+# 16 and 32 rows, 1-3 stages (gluon=6: 1-4), pages that hold whole tiles (64) and that do not (1, 16), bf16 and fp16 q
+@pytest.mark.parametrize("gluon,block_h,stages,causal,one_split,page,fp16",
+                         [(4, 16, 3, False, False, 64, False), (4, 32, 3, True, False, 64, False),
+                          (4, 32, 2, False, True, 16, False), (4, 16, 1, True, True, 1, True),
+                          (4, 32, 3, True, True, 64, True), (6, 16, 2, False, False, 64, False),
+                          (6, 32, 4, True, False, 64, False), (6, 32, 1, False, True, 16, False),
+                          (6, 16, 3, True, True, 1, True)])
+def test_offline_fp8_kernel_compile(gluon, block_h, stages, causal, one_split, page, fp16):
+    args = ["--gluon", str(gluon), "--block-n", "64", "--block-h", str(block_h), "--stages", str(stages),
+            "--page", str(page)]
     r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--fp16"] * fp16)
     # Per 64-token tile, with the tokens on M and the rows on N: S^T over 576 dims in k16 steps (36), then O^T, 512
     # dims in 64-row blocks over the tile's 64 tokens in k16 steps (32). 16-bit operands: m64nBLOCK_Hk16.
     assert r["wgmma"] == {f"m64n{block_h}k16": 36 + 32}, r
     assert r["stack"] == 0 and r["loop_spills"] == 0, r  # no spills at all
-    cfg = Config(block_n=64, block_h=block_h, num_warps=4, num_stages=stages, gluon=4)
+    cfg = Config(block_n=64, block_h=block_h, num_warps=4, num_stages=stages, gluon=gluon)
     assert r["shared"] <= smem_estimate(cfg, "fp8"), r  # the rules must not admit what cannot launch
     assert r["shared"] <= 232448 and r["regs"] <= 255, r
 
 
-def test_fp8_sweep_times_gluon4_only_where_it_applies():
+def test_fp8_sweep_times_the_fp8_gluon_kernels_only_where_they_apply():
     from mlatune.spec import load_spec
     from mlatune.sweep import make_plan
 
     plan = make_plan(load_spec("sweeps/fp8.toml"), 232448, sm90=True)
-    g4 = {(it.workload.kv_format, it.workload.h_q * it.workload.s_q): sum(c.gluon == 4 for c in it.space.valid)
-          for it in plan}
-    # rows 16: block_h 16; rows 32: block_h 16 or 32; each with 5 split counts and 1-3 stages
-    assert g4 == {("fp8", 16): 15, ("fp8", 32): 30, ("fp8", 64): 0, ("fp8", 128): 0, ("fp8", 256): 0,
-                  ("fp8_flashmla", 16): 0, ("fp8_flashmla", 32): 0, ("fp8_flashmla", 64): 0,
-                  ("fp8_flashmla", 128): 0, ("fp8_flashmla", 256): 0}, g4
+    for gluon, stages in ((4, 3), (6, 4)):
+        got = {(it.workload.kv_format, it.workload.h_q * it.workload.s_q): sum(c.gluon == gluon for c in it.space.valid)
+               for it in plan}
+        # rows 16: block_h 16; rows 32: block_h 16 or 32; each with 5 split counts and 1-3 stages (gluon=6: 1-4)
+        want = {(f, r): 0 for f in ("fp8", "fp8_flashmla") for r in (16, 32, 64, 128, 256)}
+        want.update({("fp8", 16): 5 * stages, ("fp8", 32): 10 * stages})
+        assert got == want, (gluon, got)
     assert all(not it.space.invalid for it in plan)  # the constraints leave only what the rules admit
     # the Triton kernel's space is as before: one or two stages
     assert all(c.num_stages <= 2 for it in plan for c in it.space.valid if c.gluon == 0)
@@ -190,8 +204,9 @@ def test_fp8_sweep_times_gluon4_only_where_it_applies():
 @needs_gluon
 # equal lengths keep one split (out and lse written by the kernel); uneven ones, with an empty sequence, get more
 @pytest.mark.parametrize("splits,seqlens", [(1, [100, 100, 100]), (3, [37, 0, 1, 130, 70])])
-def test_fp8_launch_passes_what_the_kernel_reads(splits, seqlens, monkeypatch, seed):
-    """launch()'s call of gluon=4, checked without a GPU: its arguments bound by name to the kernel's signature drive
+@pytest.mark.parametrize("gluon", [4, 6])
+def test_fp8_launch_passes_what_the_kernel_reads(gluon, splits, seqlens, monkeypatch, seed):
+    """launch()'s call of gluon=4 or 6 (the same signature), checked without a GPU: its arguments bound by name to the kernel's signature drive
     an emulation of the kernel's contract (one program per (row group, split, sequence): tokens [start, end) of the
     split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
     partials then go through the real combine (interpreted). Catches argument order, strides, the k_scale pointer,
@@ -199,7 +214,8 @@ def test_fp8_launch_passes_what_the_kernel_reads(splits, seqlens, monkeypatch, s
     import inspect
     import math
 
-    sig = inspect.signature(md.split_kernel_fp8.fn)
+    name = {4: "split_kernel_fp8", 6: "split_kernel_fp8r"}[gluon]
+    sig = inspect.signature(getattr(md, name).fn)
     calls = []
 
     def emulate(grid):
@@ -249,12 +265,12 @@ def test_fp8_launch_passes_what_the_kernel_reads(splits, seqlens, monkeypatch, s
                         lp[b, :, split] = lse2
         return run
 
-    monkeypatch.setattr(md, "split_kernel_fp8", type("Emulated", (), {"__getitem__": lambda self, g: emulate(g)})())
+    monkeypatch.setattr(md, name, type("Emulated", (), {"__getitem__": lambda self, g: emulate(g)})())
     case = make_case(seqlens, h_q=8, s_q=2, page=16, kv_format="fp8", seed=seed)
-    cfg = Config(block_n=64, block_h=16, num_splits=splits, num_warps=4, num_stages=2, gluon=4)
+    cfg = Config(block_n=64, block_h=16, num_splits=splits, num_warps=4, num_stages=2, gluon=gluon)
     out, lse, got = run_poisoned(case, cfg, causal=True)
     assert calls and (got == 1) == (splits == 1)
-    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"emulated gluon=4, {got} splits")
+    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"emulated gluon={gluon}, {got} splits")
 
 
 # --- On a Hopper GPU: results against the fp32 reference -----------------------------------------------
@@ -344,18 +360,22 @@ def test_seesaw_uses_tma_only_where_tiles_are_whole_rows_of_a_packed_cache():
     assert kd.block_shape == [64, 256] and rd.block_shape == [64, 64] and kd.shape == [640, 576]
 
 
-# --- gluon=4 (per-tensor fp8 caches) on a Hopper GPU --------------------------------------------------------------
+# --- gluon=4 and 6 (per-tensor fp8 caches) on a Hopper GPU ------------------------------------------------------
 
 FP8_GPU_CONFIGS = [
     Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=3, gluon=4),
     Config(block_n=64, block_h=32, num_splits=3, num_warps=4, num_stages=2, gluon=4),
     Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=1, gluon=4),
     Config(block_n=64, block_h=32, num_splits=5, num_warps=4, num_stages=3, gluon=4),
+    Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=4, gluon=6),
+    Config(block_n=64, block_h=32, num_splits=3, num_warps=4, num_stages=2, gluon=6),
+    Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=1, gluon=6),
+    Config(block_n=64, block_h=32, num_splits=5, num_warps=4, num_stages=3, gluon=6),
 ]
 
 
 @on_sm90
-@pytest.mark.parametrize("cfg,page", list(zip(FP8_GPU_CONFIGS, [1, 16, 64, 256])),
+@pytest.mark.parametrize("cfg,page", list(zip(FP8_GPU_CONFIGS, [1, 16, 64, 256] * 2)),
                          ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
 @pytest.mark.parametrize("h_q,s_q", [(16, 1), (32, 1), (16, 2), (40, 2), (128, 1)])
 def test_fp8_kernel_against_reference(cfg, page, h_q, s_q, seed):
@@ -368,26 +388,29 @@ def test_fp8_kernel_against_reference(cfg, page, h_q, s_q, seed):
 @on_sm90
 @pytest.mark.parametrize("seqlens", [[700, 700, 700], [0, 0]])  # one split: out and lse from the kernel itself
 @pytest.mark.parametrize("block_h", [16, 32])
-def test_fp8_kernel_one_split(seqlens, block_h, seed):
+@pytest.mark.parametrize("gluon", [4, 6])
+def test_fp8_kernel_one_split(seqlens, block_h, gluon, seed):
     case = make_case(seqlens, h_q=16, s_q=2, page=64, kv_format="fp8", seed=seed)
-    cfg = Config(block_n=64, block_h=block_h, num_splits=1, num_warps=4, num_stages=3, gluon=4)
+    cfg = Config(block_n=64, block_h=block_h, num_splits=1, num_warps=4, num_stages=3, gluon=gluon)
     out, lse, splits = run_poisoned(case, cfg, causal=True)
     assert splits == 1
     compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=cfg.key())
 
 
 @on_sm90
-def test_fp8_kernel_fp16_q_large_q_and_public_entry(seed):
-    cfg = Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=3, gluon=4)
+@pytest.mark.parametrize("gluon", [4, 6])
+def test_fp8_kernel_fp16_q_large_q_and_public_entry(gluon, seed):
+    cfg = Config(block_n=64, block_h=16, num_splits=0, num_warps=4, num_stages=3, gluon=gluon)
     # fp16 q: the MMAs run in fp16; k_scale as a Python float through the public entry
     case = make_case([300, 5, 1000, 0], h_q=16, s_q=2, page=64, dtype=torch.float16, kv_format="fp8", seed=seed)
     out, lse = md.mla_decode(*case.args(), causal=True, config=cfg, k_scale=float(case.k_scale))
     assert out.dtype == torch.float16
     compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag="fp8 fp16 q")
-    # bf16 q far beyond fp16's range (the Triton fp8 path rescales q rows for that; bf16 needs nothing)
-    case = make_case([40, 0, 77], h_q=16, s_q=1, page=16, kv_format="fp8", q_scale=3e5, seed=seed)
-    out, lse, _ = run_poisoned(case, cfg, softmax_scale=1e-5)
-    compare(out, lse, *reference(case, softmax_scale=1e-5), 1e-2, 1e-4, tag="fp8 large q")
+    # bf16 q far beyond fp16's range, and far below its normal range (gluon=6 runs fp16 MMAs and rescales q rows)
+    for q_scale, sm in ((3e5, 1e-5), (1e-7, 1e5)):
+        case = make_case([40, 0, 77], h_q=16, s_q=1, page=16, kv_format="fp8", q_scale=q_scale, seed=seed)
+        out, lse, _ = run_poisoned(case, cfg, softmax_scale=sm)
+        compare(out, lse, *reference(case, softmax_scale=sm), 1e-2, 1e-4, tag=f"fp8 q x {q_scale}")
 
 
 if md.split_kernel_fp8 is not None:

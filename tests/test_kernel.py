@@ -312,8 +312,9 @@ def test_64bit_offsets(kv_format, seed):
     cfgs = [Config(block_n=64, block_h=32, num_splits=ns, num_warps=8) for ns in (1, 4)]
     if kv_format == "bf16" and gluon_runs_on(q.device):  # the Gluon sm_90 kernel's offsets too
         cfgs += [Config(block_n=64, block_h=64, num_splits=ns, num_warps=8, gluon=1) for ns in (1, 4)]
-    if kv_format == "fp8" and gluon_runs_on(q.device):  # and the Gluon fp8 kernel's
-        cfgs += [Config(block_n=64, block_h=32, num_splits=ns, num_warps=4, num_stages=3, gluon=4) for ns in (1, 4)]
+    if kv_format == "fp8" and gluon_runs_on(q.device):  # and the Gluon fp8 kernels'
+        cfgs += [Config(block_n=64, block_h=32, num_splits=ns, num_warps=4, num_stages=3, gluon=g)
+                 for ns in (1, 4) for g in (4, 6)]
     for cfg in cfgs:
         ns = cfg.num_splits
         out, lse = mlatune.mla_decode(q, kv, bt, sl, causal=True, config=cfg, k_scale=k_scale)
@@ -491,12 +492,12 @@ def test_combine_takes_per_sequence_slot_counts(seed):
     g = torch.Generator().manual_seed(seed)
     batch, h_q, s_q, slots, dv = 4, 2, 1, 3, 512
     rows = h_q * s_q
-    counts = torch.tensor([0, 1, 2, 3], dtype=torch.int32)
-    op = torch.randn(batch, rows, slots, dv, generator=g)
-    lp = torch.randn(batch, rows, slots, generator=g) * 3
+    counts = torch.tensor([0, 1, 2, 3], dtype=torch.int32, device=DEVICE)
+    op = torch.randn(batch, rows, slots, dv, generator=g).to(DEVICE)
+    lp = (torch.randn(batch, rows, slots, generator=g) * 3).to(DEVICE)
     op[2, :, 2], lp[2, :, 2] = float("nan"), float("nan")  # slot past sequence 2's count: never read
-    out = torch.full((batch, s_q, h_q, dv), 7.0, dtype=torch.bfloat16)
-    lse = torch.full((batch, h_q, s_q), 7.0)
+    out = torch.full((batch, s_q, h_q, dv), 7.0, dtype=torch.bfloat16, device=DEVICE)
+    lse = torch.full((batch, h_q, s_q), 7.0, device=DEVICE)
     _combine_kernel[(rows, batch)](op, lp, out, lse, counts, slots, 1, op.stride(0), op.stride(1), op.stride(2),
                                    lp.stride(0), lp.stride(1), out.stride(0), out.stride(1), out.stride(2),
                                    lse.stride(0), lse.stride(1), h_q, BLOCK_S=2, DV=dv, DIRECT=True, num_warps=4)

@@ -1,0 +1,267 @@
+"""Hopper (sm_90) split kernel in Gluon for per-tensor fp8 caches (gluon=6): fp8 tiles dequantized into registers."""
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_wait
+
+from .mla_gluon_fp8 import NEG_INIT, _e4m3x4_to, _issue_tile, _zero
+
+# Design: gluon=4's (tokens on the wgmma M axis, S^T = K Q^T and O^T = V^T P^T, 16 or 32 query rows as the N, fp8
+# tiles by cp.async into STAGES buffers), but no bf16 tile: both matmuls take their A operand from registers.
+# - Each thread reads 16-byte vectors of e4m3 codes from shared memory, converts them to fp16 (_e4m3x4_to: one cvt per
+#   pair, where bf16 takes four instructions) and the result is relabelled, in registers only, into the wgmma
+#   A-fragment layout. So the MMAs run in fp16 for any q: q is staged as fp16 scaled by a power of two per row (exact
+#   for a bf16 q, whose 8-bit significands fit fp16's 11), the scale goes back into the row's score scale, and P^T is
+#   fp16 (finer than bf16 on [0, 1]). Per tile that is 36 KB + 32 KB of shared-memory
+#   reads, where gluon=4 also writes a 72 KB bf16 tile and the wgmma reads it twice. Small shared memory (36 KB a
+#   stage, no tile) lets two or three programs share an SM, so one's conversion overlaps another's copies and MMAs.
+# - The relabelling permutes dims, not tokens. A thread's 16 bytes of a token are logical dims of the fragment:
+#   * S^T: within each 128-dim group (and the 64 rope dims), logical k = kappa*16 + f*8 + tq*2 + e sits at physical
+#     dim e + 2f + 4kappa + 32tq (16tq for rope). q is staged in shared memory in the same logical order (a gather,
+#     once per program), so the scores are unchanged.
+#   * O^T: logical row m = c*64 + w*16 + j*8 + g holds physical dim 128w + 16g + 2c + j; the epilogue undoes it.
+# - The fp8 buffer is XOR-swizzled in 16-byte units (row r's unit u at u ^ (r % 8)): the S^T reads (8 lanes: two
+#   tokens, four units) and the V^T reads (four tokens, two units) are both free of bank conflicts.
+# Shared memory: STAGES x 36 KB of fp8, q 18 or 36 KB, P^T 2 or 4 KB.
+
+# Register-side loads: thread (warp w, lane 4g + tq) takes 16 consecutive codes of each of its tokens.
+# S^T, one 128-dim group of the tile [64 tokens, 128 codes]: tokens 16w + g (+8), codes 32tq .. 32tq + 31.
+K_LOAD = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [8, 0]], lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
+    warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[64, 128])
+# S^T, the rope dims [64 tokens, 64 codes]: tokens 16w + g (+8), codes 16tq .. 16tq + 15.
+R_LOAD = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [8, 0]], lane_bases=[[0, 16], [0, 32], [1, 0], [2, 0], [4, 0]],
+    warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[64, 64])
+# O^T, 16 tokens of the tile [16 tokens, 512 codes]: tokens 2tq (+1, +8), codes 128w + 16g .. + 15.
+V_LOAD = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [1, 0], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 16], [0, 32], [0, 64]],
+    warp_bases=[[0, 128], [0, 256]], block_bases=[], shape=[16, 512])
+
+
+@gluon.jit
+def _to_k(v, W: gl.constexpr, a_l: gl.constexpr):
+    """Relabel a converted [64 tokens, W] tile from physical to logical dims (e + 2f + 4kappa + (W/4)tq ->
+    16kappa + 8f + 2tq + e) and hand it to the wgmma as its A operand: no data moves between threads."""
+    v = gl.reshape(v, [64, 4, W // 16, 2, 2])  # token, tq, kappa, f, e
+    v = gl.permute(v, (0, 2, 3, 1, 4))  # token, kappa, f, tq, e
+    return gl.convert_layout(gl.reshape(v, [64, W]), a_l)
+
+
+@gluon.jit
+def _to_v(v, a_l: gl.constexpr):
+    """Relabel a converted [16 tokens, 512 physical dims] slice as V^T [512 logical rows, 16 tokens] (physical
+    128w + 16g + 2c + j -> logical 64c + 16w + 8j + g), the O^T A operand."""
+    v = gl.reshape(gl.permute(v, (1, 0)), [4, 8, 8, 2, 16])  # w, g, c, j, token
+    v = gl.permute(v, (2, 0, 3, 1, 4))  # c, w, j, g, token
+    return gl.convert_layout(gl.reshape(v, [512, 16]), a_l)
+
+
+@gluon.jit
+def _from_v(o, BLOCK_H: gl.constexpr):
+    """O^T [512 logical rows, BLOCK_H] back to physical dim order."""
+    o = gl.reshape(o, [8, 4, 2, 8, BLOCK_H])  # c, w, j, g, row
+    o = gl.permute(o, (1, 3, 0, 2, 4))  # w, g, c, j, row
+    return gl.reshape(o, [512, BLOCK_H])
+
+
+@gluon.jit
+def _perm(k, W: gl.constexpr):
+    """Physical dim of logical dim k within a W-dim group (the S^T relabelling, for staging q)."""
+    KB: gl.constexpr = 3 if W == 128 else 2  # kappa's bits
+    return (k & 1) | (((k >> 3) & 1) << 1) | (((k >> 4) & (W // 16 - 1)) << 2) | (((k >> 1) & 3) << (2 + KB))
+
+
+@gluon.jit(do_not_specialize=["num_splits"])
+def split_kernel_fp8r(
+    Q, KV, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
+    scale_log2,
+    num_splits, split_len,
+    stride_qb, stride_qs, stride_qh,
+    stride_kb, stride_kt,
+    stride_btb,
+    stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
+    stride_ob, stride_os, stride_oh,
+    stride_lb, stride_lh,
+    H, S_Q, PAGE: gl.constexpr,
+    BLOCK_H: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+    ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr,
+):
+    gl.static_assert(gl.num_warps() == 4, "the fp8 register-dequant kernel runs one warpgroup (4 warps)")
+    gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
+    gl.static_assert((BLOCK_H == 16) or (BLOCK_H == 32), "BLOCK_H is the wgmma N: 16 or 32 query rows")
+    mt: gl.constexpr = gl.float16  # the MMAs' type for any q: e4m3 -> fp16 is one cvt per pair, exact
+    mma_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    a_l: gl.constexpr = gl.DotOperandLayout(0, mma_l, 2)
+    col_l: gl.constexpr = gl.SliceLayout(0, mma_l)  # one value per query row
+    tok_l: gl.constexpr = gl.SliceLayout(1, mma_l)  # one value per token
+    ql_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, 128], mt)
+    qr_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DR], mt)
+    p_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_H], mt)
+    lat_sl: gl.constexpr = gl.SwizzledSharedLayout(16, 1, 8, [1, 0])  # 16-byte units, XOR-swizzled by token
+    rope_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])  # 64-byte rows: two tokens per 128 bytes
+    cpl: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [4, 1], [1, 0])
+    cpr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4, 1], [1, 0])
+    ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+
+    pid_h = gl.program_id(0)
+    split = gl.program_id(1)
+    b = gl.program_id(2).to(gl.int64)
+
+    seqlen = gl.load(SEQ + b)
+    start = split * split_len
+    end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    if not ONE_SPLIT:
+        if start >= seqlen:
+            return  # the combine skips splits past the sequence's end
+    k_scale = gl.load(KSCALE)
+
+    lat8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DV], lat_sl)
+    rope8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DR], rope_sl)
+    n_tiles = gl.cdiv(end - start, BLOCK_N)
+    for i in gl.static_range(STAGES - 1):  # the first tiles' copies start before q's load
+        if i < n_tiles:
+            _issue_tile(KV, BT, lat8.index(i), rope8.index(i), b, start + i * BLOCK_N, end,
+                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+        async_copy.commit_group()
+
+    # q rows (row = s * H + h), each 128-dim group (and the rope dims) in the S^T operand's logical dim order, as fp16
+    # scaled by a power of two per row (sc: the row's largest |q| lands in [128, 256)), so that any bf16 q is exact.
+    rq = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, ldq))
+    q_off = b * stride_qb + (rq // H).to(gl.int64) * stride_qs + (rq % H).to(gl.int64) * stride_qh
+    q_ok = gl.expand_dims(rq < H * S_Q, 1)
+    q_row = Q + gl.expand_dims(q_off, 1)
+    kq = gl.arange(0, 128, layout=gl.SliceLayout(0, ldq))
+    q0 = gl.load(q_row + gl.expand_dims(_perm(kq, 128), 0), mask=q_ok, other=0.0).to(gl.float32)
+    q1 = gl.load(q_row + gl.expand_dims(128 + _perm(kq, 128), 0), mask=q_ok, other=0.0).to(gl.float32)
+    q2 = gl.load(q_row + gl.expand_dims(256 + _perm(kq, 128), 0), mask=q_ok, other=0.0).to(gl.float32)
+    q3 = gl.load(q_row + gl.expand_dims(384 + _perm(kq, 128), 0), mask=q_ok, other=0.0).to(gl.float32)
+    kr = gl.arange(0, DR, layout=gl.SliceLayout(0, ldq))
+    q4 = gl.load(q_row + gl.expand_dims(DV + _perm(kr, DR), 0), mask=q_ok, other=0.0).to(gl.float32)
+    qmax = gl.maximum(gl.maximum(gl.max(gl.abs(q0), 1), gl.max(gl.abs(q1), 1)),
+                      gl.maximum(gl.maximum(gl.max(gl.abs(q2), 1), gl.max(gl.abs(q3), 1)), gl.max(gl.abs(q4), 1)))
+    sc = (qmax.to(gl.int32, bitcast=True) & 0x7F800000).to(gl.float32, bitcast=True) * 0.0078125  # 2^(e - 7)
+    sc = gl.where(sc > 0.0, sc, 1.0)  # zero rows (and those past the heads)
+    inv_sc = gl.expand_dims(1.0 / sc, 1)  # exact: a power of two
+    q_lat = gl.allocate_shared_memory(mt, [4, BLOCK_H, 128], ql_sl)
+    q_lat.index(0).store((q0 * inv_sc).to(mt))
+    q_lat.index(1).store((q1 * inv_sc).to(mt))
+    q_lat.index(2).store((q2 * inv_sc).to(mt))
+    q_lat.index(3).store((q3 * inv_sc).to(mt))
+    q_rope = gl.allocate_shared_memory(mt, [1, BLOCK_H, DR], qr_sl)
+    q_rope.index(0).store((q4 * inv_sc).to(mt))
+    p_s = gl.allocate_shared_memory(mt, [1, BLOCK_N, BLOCK_H], p_sl)
+    fence_async_shared()
+
+    rows = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=col_l)
+    limit = seqlen - S_Q + 1 + rows // H  # causal: query s sees keys t < seqlen - S_Q + 1 + s
+    toks = gl.arange(0, BLOCK_N, layout=tok_l)
+    qk_scale = gl.expand_dims(gl.convert_layout(sc, col_l) * (scale_log2 * k_scale), 0)  # per row: q's scale undone
+
+    m_i = gl.full([BLOCK_H], NEG_INIT, gl.float32, col_l)
+    o = gl.zeros([DV, BLOCK_H], gl.float32, mma_l)
+    s_zero = gl.zeros([BLOCK_N, BLOCK_H], gl.float32, mma_l)
+    # At 16 rows (QUEUE), two things that cost registers, which 32 rows do not have to spare (they spill; measured
+    # slower there, faster at 16 rows, runs/2026-11-28-fp8-registers): row sums kept per warp (a warp holds 16 of
+    # a tile's tokens: no cross-warp reduction per tile, one at the end), and S^T's MMAs queued one group deep.
+    QUEUE: gl.constexpr = BLOCK_H == 16
+    w_l: gl.constexpr = gl.SliceLayout(1, gl.reshape(s_zero, [4, BLOCK_N // 4, BLOCK_H]).type.layout)
+    if QUEUE:
+        l_w = gl.zeros([4, BLOCK_H], gl.float32, w_l)
+    else:
+        l_i = gl.zeros([BLOCK_H], gl.float32, col_l)
+
+    for i in range(n_tiles):
+        t0 = start + i * BLOCK_N
+        if STAGES == 1:
+            _issue_tile(KV, BT, lat8.index(0), rope8.index(0), b, t0, end,
+                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+            async_copy.commit_group()
+        async_copy.wait_group(0 if STAGES == 1 else STAGES - 2)
+        # Every thread's copies of tile i landed; every warp is done with tile i-1 (its fp8 stage and P^T).
+        gl.thread_barrier()
+        if STAGES > 1:
+            nxt = i + STAGES - 1
+            if nxt < n_tiles:
+                _issue_tile(KV, BT, lat8.index(nxt % STAGES), rope8.index(nxt % STAGES), b, start + nxt * BLOCK_N, end,
+                            stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+            async_copy.commit_group()
+        lat = lat8.index(i % STAGES)
+        z = _zero(i)
+        # S^T: one 128-dim group at a time, converted while the previous group's MMAs run; with QUEUE its MMAs are
+        # queued behind those, whose operand is then released (wait(1)).
+        a = _to_k(_e4m3x4_to(lat.slice(0, 128, dim=1).load(K_LOAD), mt), 128, a_l)
+        s = warpgroup_mma(a, q_lat.index(z).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        for g in gl.static_range(1, 4):
+            a_n = _to_k(_e4m3x4_to(lat.slice(g * 128, 128, dim=1).load(K_LOAD), mt), 128, a_l)
+            if QUEUE:
+                s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
+                s, a = warpgroup_mma_wait(1, deps=[s, a])
+            else:
+                s, a = warpgroup_mma_wait(0, deps=[s, a])
+                s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
+            a = a_n
+        a_r = _to_k(_e4m3x4_to(rope8.index(i % STAGES).load(R_LOAD), mt), DR, a_l)
+        if QUEUE:
+            s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
+            s, a = warpgroup_mma_wait(1, deps=[s, a])
+        else:
+            s, a = warpgroup_mma_wait(0, deps=[s, a])
+            s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
+        s, a_r = warpgroup_mma_wait(0, deps=[s, a_r])
+
+        t = t0 + toks
+        keep = gl.expand_dims(t < end, 1)
+        if CAUSAL:
+            keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
+        x = gl.where(keep, s * qk_scale, float("-inf"))
+        m_new = gl.maximum(m_i, gl.max(x, 0))
+        alpha = gl.exp2(m_i - m_new)
+        p = gl.exp2(x - gl.expand_dims(m_new, 0))
+        if QUEUE:
+            l_w = l_w * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(0, w_l)), 0) \
+                + gl.sum(gl.reshape(p, [4, BLOCK_N // 4, BLOCK_H]), 1)
+        else:
+            l_i = l_i * alpha + gl.sum(p, 0)
+        m_i = m_new
+
+        p_s.index(z).store(p.to(mt))
+        fence_async_shared()
+        gl.thread_barrier()  # all four warps' rows of P^T are in shared memory
+        # O^T += V^T P^T, 16 tokens at a time (an A operand of 512 x 16 is 32 registers a thread), queued as S^T's.
+        o = o * gl.expand_dims(alpha, 0)
+        v = _to_v(_e4m3x4_to(lat.slice(0, 16, dim=0).load(V_LOAD), mt), a_l)
+        o = warpgroup_mma(v, p_s.index(z).slice(0, 16, dim=0), o, is_async=True)
+        for c in gl.static_range(1, 4):
+            v_n = _to_v(_e4m3x4_to(lat.slice(c * 16, 16, dim=0).load(V_LOAD), mt), a_l)
+            o, v = warpgroup_mma_wait(0, deps=[o, v])
+            o = warpgroup_mma(v_n, p_s.index(z).slice(c * 16, 16, dim=0), o, is_async=True)
+            v = v_n
+        o, v = warpgroup_mma_wait(0, deps=[o, v])
+
+    async_copy.wait_group(0)
+    if QUEUE:
+        l_i = gl.convert_layout(gl.sum(l_w, 0), col_l)
+    empty = l_i == 0.0
+    inv = gl.expand_dims(gl.where(empty, 0.0, k_scale / gl.where(empty, 1.0, l_i)), 0)
+    lse2 = gl.where(empty, float("-inf"), m_i + gl.log2(gl.where(empty, 1.0, l_i)))
+    # 4 consecutive dims per thread, a warp on 128 dims of one row: 16-byte (fp32) or 8-byte (16-bit) stores.
+    out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
+    rows_o = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, out_l))
+    ok = rows < H * S_Q
+    ok2 = gl.expand_dims(rows_o < H * S_Q, 0)
+    dv = gl.expand_dims(gl.arange(0, DV, layout=gl.SliceLayout(1, out_l)), 1)
+    if ONE_SPLIT:
+        s_idx = rows // H
+        h_idx = rows % H
+        lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
+        gl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=ok)
+        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
+        o_ptr = OUT + gl.expand_dims(o_off, 0) + dv
+    else:
+        gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
+        o_ptr = OP + gl.expand_dims(b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops, 0) + dv
+    gl.store(o_ptr, gl.convert_layout(_from_v(o * inv, BLOCK_H), out_l).to(o_ptr.dtype.element_ty), mask=ok2)
