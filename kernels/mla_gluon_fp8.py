@@ -86,6 +86,94 @@ def _issue_tile(KV, BT, lat8, rope8, b, t0, end, stride_kb, stride_kt, stride_bt
 
 
 @gluon.jit
+def _bounds(SEQ, num_splits, split_len):
+    """This program's sequence and split (grid axes 2 and 1), the sequence's length and the split's tokens
+    [start, end): the last split takes the rest."""
+    split = gl.program_id(1)
+    b = gl.program_id(2).to(gl.int64)
+    seqlen = gl.load(SEQ + b)
+    start = split * split_len
+    end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    return b, split, seqlen, start, end
+
+
+@gluon.jit
+def _prefetch(KV, BT, lat8, rope8, b, start, end, n_tiles, stride_kb, stride_kt, stride_btb,
+              PAGE: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, cpl: gl.constexpr, cpr: gl.constexpr):
+    """Request the first STAGES - 1 tiles (one commit group each, empty past the split's end)."""
+    for i in gl.static_range(STAGES - 1):
+        if i < n_tiles:
+            _issue_tile(KV, BT, lat8.index(i), rope8.index(i), b, start + i * BLOCK_N, end,
+                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+        async_copy.commit_group()
+
+
+@gluon.jit
+def _tile_ready(KV, BT, lat8, rope8, b, start, end, i, n_tiles, stride_kb, stride_kt, stride_btb,
+                PAGE: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, cpl: gl.constexpr,
+                cpr: gl.constexpr):
+    """Wait for tile i's copies (with one stage, request it first), then request tile i + STAGES - 1 into the stage
+    that tile i - 1 used."""
+    if STAGES == 1:
+        _issue_tile(KV, BT, lat8.index(0), rope8.index(0), b, start + i * BLOCK_N, end,
+                    stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+        async_copy.commit_group()
+    async_copy.wait_group(0 if STAGES == 1 else STAGES - 2)
+    # Every thread's copies of tile i landed; every warp is done with tile i-1 (each waited for its matmuls).
+    gl.thread_barrier()
+    if STAGES > 1:
+        nxt = i + STAGES - 1
+        if nxt < n_tiles:
+            _issue_tile(KV, BT, lat8.index(nxt % STAGES), rope8.index(nxt % STAGES), b, start + nxt * BLOCK_N, end,
+                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
+        async_copy.commit_group()
+
+
+@gluon.jit
+def _softmax_step(s, qk_scale, t, end, limit, m_i, CAUSAL: gl.constexpr):
+    """Online softmax along the tokens (axis 0) of the scores S^T: (P^T, each row's rescale factor, its new max).
+    Keys past the split's end, and with CAUSAL those past a query row's limit, get p = 0."""
+    keep = gl.expand_dims(t < end, 1)
+    if CAUSAL:
+        keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
+    x = gl.where(keep, s * qk_scale, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(x, 0))
+    alpha = gl.exp2(m_i - m_new)
+    p = gl.exp2(x - gl.expand_dims(m_new, 0))
+    return p, alpha, m_new
+
+
+@gluon.jit
+def _finish(l_i, m_i, k_scale, rows, pid_h, b, split, OUT, LSE, OP, LP,
+            stride_ob, stride_os, stride_oh, stride_lb, stride_lh, stride_opb, stride_opr, stride_ops, stride_lpb,
+            stride_lpr, H, S_Q, BLOCK_H: gl.constexpr, DW: gl.constexpr, ONE_SPLIT: gl.constexpr,
+            out_l: gl.constexpr):
+    """Store the rows' lse (natural log, +inf for empty rows) with one split, else the log2-unit lse that
+    _combine_kernel reads; return where the output's first DW dims go (out, or the fp32 partials), their row mask,
+    and the factor (k_scale / row sum) that finishes O^T. out_l has 4 consecutive dims per thread and a warp on 128
+    dims of one row, so each store is 16-byte (fp32) or 8-byte (16-bit) vectors, coalesced along the dims (the MMA
+    layout spreads a row's dims over 8 lanes and 2-element column pairs)."""
+    empty = l_i == 0.0
+    inv = gl.expand_dims(gl.where(empty, 0.0, k_scale / gl.where(empty, 1.0, l_i)), 0)
+    lse2 = gl.where(empty, float("-inf"), m_i + gl.log2(gl.where(empty, 1.0, l_i)))
+    rows_o = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, out_l))
+    ok = rows < H * S_Q
+    ok2 = gl.expand_dims(rows_o < H * S_Q, 0)
+    dv = gl.expand_dims(gl.arange(0, DW, layout=gl.SliceLayout(1, out_l)), 1)
+    if ONE_SPLIT:
+        s_idx = rows // H
+        h_idx = rows % H
+        lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
+        gl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=ok)
+        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
+        o_ptr = OUT + gl.expand_dims(o_off, 0) + dv
+    else:
+        gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
+        o_ptr = OP + gl.expand_dims(b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops, 0) + dv
+    return o_ptr, ok2, inv
+
+
+@gluon.jit
 def _dequant_half(lat8, k_half, H2: gl.constexpr, dq: gl.constexpr):
     """Latent dims [256 * H2, 256 * H2 + 256) of the fp8 tile in shared memory -> a 16-bit half, 128 dims at a time."""
     for c in gl.static_range(2):
@@ -134,12 +222,7 @@ def split_kernel_fp8(
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
     pid_h = gl.program_id(0)
-    split = gl.program_id(1)
-    b = gl.program_id(2).to(gl.int64)
-
-    seqlen = gl.load(SEQ + b)
-    start = split * split_len
-    end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
     if not ONE_SPLIT:
         if start >= seqlen:
             return  # the combine skips splits past the sequence's end
@@ -148,11 +231,9 @@ def split_kernel_fp8(
     lat8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DV], f8_sl)
     rope8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DR], f8_sl)
     n_tiles = gl.cdiv(end - start, BLOCK_N)
-    for i in gl.static_range(STAGES - 1):  # the first tiles' copies start before q's load
-        if i < n_tiles:
-            _issue_tile(KV, BT, lat8.index(i), rope8.index(i), b, start + i * BLOCK_N, end,
-                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-        async_copy.commit_group()
+    # the first tiles' copies start before q's load
+    _prefetch(KV, BT, lat8, rope8, b, start, end, n_tiles, stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, STAGES, cpl,
+              cpr)
 
     # q rows (row = s * H + h) go to shared memory once: two latent halves and the rope dims.
     rq = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, ldq))
@@ -183,20 +264,9 @@ def split_kernel_fp8(
 
     for i in range(n_tiles):
         t0 = start + i * BLOCK_N
-        if STAGES == 1:
-            _issue_tile(KV, BT, lat8.index(0), rope8.index(0), b, t0, end,
-                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-            async_copy.commit_group()
-        async_copy.wait_group(0 if STAGES == 1 else STAGES - 2)
-        # Every thread's copies of tile i landed; every warp is done with tile i-1 (its fp8 stage, the bf16 tile
-        # and P^T: each warp waited for its matmuls).
-        gl.thread_barrier()
-        if STAGES > 1:
-            nxt = i + STAGES - 1
-            if nxt < n_tiles:
-                _issue_tile(KV, BT, lat8.index(nxt % STAGES), rope8.index(nxt % STAGES), b, start + nxt * BLOCK_N, end,
-                            stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-            async_copy.commit_group()
+        # tile i's fp8 stage is ready; tile i-1's stage, the bf16 tile and P^T are free
+        _tile_ready(KV, BT, lat8, rope8, b, start, end, i, n_tiles, stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N,
+                    STAGES, cpl, cpr)
         # Dequantize the first latent half, start its scores, and dequantize the rest while they run.
         z = _zero(i)
         _dequant_half(lat8.index(i % STAGES), k_lat.index(z), 0, dq)
@@ -211,16 +281,8 @@ def split_kernel_fp8(
         s = warpgroup_mma(k_rope.index(z), q_rope.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
 
-        t = t0 + toks
-        keep = gl.expand_dims(t < end, 1)
-        if CAUSAL:
-            keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
-        x = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = gl.maximum(m_i, gl.max(x, 0))
-        alpha = gl.exp2(m_i - m_new)
-        p = gl.exp2(x - gl.expand_dims(m_new, 0))
+        p, alpha, m_i = _softmax_step(s, qk_scale, t0 + toks, end, limit, m_i, CAUSAL)
         l_i = l_i * alpha + gl.sum(p, 0)
-        m_i = m_new
 
         p_s.index(z).store(p.to(dtype))
         fence_async_shared()
@@ -231,28 +293,10 @@ def split_kernel_fp8(
         o0, o1 = warpgroup_mma_wait(0, deps=[o0, o1])
 
     async_copy.wait_group(0)
-    empty = l_i == 0.0
-    inv = gl.expand_dims(gl.where(empty, 0.0, k_scale / gl.where(empty, 1.0, l_i)), 0)
-    lse2 = gl.where(empty, float("-inf"), m_i + gl.log2(gl.where(empty, 1.0, l_i)))
-    # The output leaves in a layout with 4 consecutive dims per thread and a warp on 128 dims of one row, so each
-    # store is 16-byte (fp32) or 8-byte (16-bit) vectors, coalesced along the dims (the MMA layout spreads a row's
-    # dims over 8 lanes and 2-element column pairs).
     out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
-    ocol: gl.constexpr = gl.SliceLayout(0, out_l)
-    rows_o = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=ocol)
-    ok = rows < H * S_Q
-    ok2 = gl.expand_dims(rows_o < H * S_Q, 0)
-    dv = gl.expand_dims(gl.arange(0, 256, layout=gl.SliceLayout(1, out_l)), 1)
-    if ONE_SPLIT:
-        s_idx = rows // H
-        h_idx = rows % H
-        lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
-        gl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=ok)
-        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
-        o_ptr = OUT + gl.expand_dims(o_off, 0) + dv
-    else:
-        gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
-        o_ptr = OP + gl.expand_dims(b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops, 0) + dv
+    o_ptr, ok2, inv = _finish(l_i, m_i, k_scale, rows, pid_h, b, split, OUT, LSE, OP, LP, stride_ob, stride_os,
+                              stride_oh, stride_lb, stride_lh, stride_opb, stride_opr, stride_ops, stride_lpb,
+                              stride_lpr, H, S_Q, BLOCK_H, 256, ONE_SPLIT, out_l)
     # one half at a time, so the two layouts of a half are live together, not of both
     gl.store(o_ptr, gl.convert_layout(o0 * inv, out_l).to(o_ptr.dtype.element_ty), mask=ok2)
     gl.store(o_ptr + 256, gl.convert_layout(o1 * inv, out_l).to(o_ptr.dtype.element_ty), mask=ok2)

@@ -6,7 +6,7 @@ from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_wait
 
-from .mla_gluon_fp8 import NEG_INIT, _e4m3x4_to, _issue_tile, _zero
+from .mla_gluon_fp8 import NEG_INIT, _bounds, _e4m3x4_to, _finish, _prefetch, _softmax_step, _tile_ready, _zero
 
 # Design: gluon=4's (tokens on the wgmma M axis, S^T = K Q^T and O^T = V^T P^T, 16 or 32 query rows as the N, fp8
 # tiles by cp.async into STAGES buffers), but no bf16 tile: both matmuls take their A operand from registers.
@@ -108,12 +108,7 @@ def split_kernel_fp8r(
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
     pid_h = gl.program_id(0)
-    split = gl.program_id(1)
-    b = gl.program_id(2).to(gl.int64)
-
-    seqlen = gl.load(SEQ + b)
-    start = split * split_len
-    end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
     if not ONE_SPLIT:
         if start >= seqlen:
             return  # the combine skips splits past the sequence's end
@@ -122,11 +117,9 @@ def split_kernel_fp8r(
     lat8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DV], lat_sl)
     rope8 = gl.allocate_shared_memory(gl.uint8, [STAGES, BLOCK_N, DR], rope_sl)
     n_tiles = gl.cdiv(end - start, BLOCK_N)
-    for i in gl.static_range(STAGES - 1):  # the first tiles' copies start before q's load
-        if i < n_tiles:
-            _issue_tile(KV, BT, lat8.index(i), rope8.index(i), b, start + i * BLOCK_N, end,
-                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-        async_copy.commit_group()
+    # the first tiles' copies start before q's load
+    _prefetch(KV, BT, lat8, rope8, b, start, end, n_tiles, stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, STAGES, cpl,
+              cpr)
 
     # q rows (row = s * H + h), each 128-dim group (and the rope dims) in the S^T operand's logical dim order, as fp16
     # scaled by a power of two per row (sc: the row's largest |q| lands in [128, 256)), so that any bf16 q is exact.
@@ -176,19 +169,9 @@ def split_kernel_fp8r(
 
     for i in range(n_tiles):
         t0 = start + i * BLOCK_N
-        if STAGES == 1:
-            _issue_tile(KV, BT, lat8.index(0), rope8.index(0), b, t0, end,
-                        stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-            async_copy.commit_group()
-        async_copy.wait_group(0 if STAGES == 1 else STAGES - 2)
-        # Every thread's copies of tile i landed; every warp is done with tile i-1 (its fp8 stage and P^T).
-        gl.thread_barrier()
-        if STAGES > 1:
-            nxt = i + STAGES - 1
-            if nxt < n_tiles:
-                _issue_tile(KV, BT, lat8.index(nxt % STAGES), rope8.index(nxt % STAGES), b, start + nxt * BLOCK_N, end,
-                            stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N, cpl, cpr)
-            async_copy.commit_group()
+        # tile i's fp8 stage is ready; tile i-1's stage and P^T are free
+        _tile_ready(KV, BT, lat8, rope8, b, start, end, i, n_tiles, stride_kb, stride_kt, stride_btb, PAGE, BLOCK_N,
+                    STAGES, cpl, cpr)
         lat = lat8.index(i % STAGES)
         z = _zero(i)
         # S^T: one 128-dim group at a time, converted while the previous group's MMAs run; with QUEUE its MMAs are
@@ -213,20 +196,12 @@ def split_kernel_fp8r(
             s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
         s, a_r = warpgroup_mma_wait(0, deps=[s, a_r])
 
-        t = t0 + toks
-        keep = gl.expand_dims(t < end, 1)
-        if CAUSAL:
-            keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
-        x = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = gl.maximum(m_i, gl.max(x, 0))
-        alpha = gl.exp2(m_i - m_new)
-        p = gl.exp2(x - gl.expand_dims(m_new, 0))
+        p, alpha, m_i = _softmax_step(s, qk_scale, t0 + toks, end, limit, m_i, CAUSAL)
         if QUEUE:
             l_w = l_w * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(0, w_l)), 0) \
                 + gl.sum(gl.reshape(p, [4, BLOCK_N // 4, BLOCK_H]), 1)
         else:
             l_i = l_i * alpha + gl.sum(p, 0)
-        m_i = m_new
 
         p_s.index(z).store(p.to(mt))
         fence_async_shared()
@@ -245,23 +220,8 @@ def split_kernel_fp8r(
     async_copy.wait_group(0)
     if QUEUE:
         l_i = gl.convert_layout(gl.sum(l_w, 0), col_l)
-    empty = l_i == 0.0
-    inv = gl.expand_dims(gl.where(empty, 0.0, k_scale / gl.where(empty, 1.0, l_i)), 0)
-    lse2 = gl.where(empty, float("-inf"), m_i + gl.log2(gl.where(empty, 1.0, l_i)))
-    # 4 consecutive dims per thread, a warp on 128 dims of one row: 16-byte (fp32) or 8-byte (16-bit) stores.
     out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
-    rows_o = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(0, out_l))
-    ok = rows < H * S_Q
-    ok2 = gl.expand_dims(rows_o < H * S_Q, 0)
-    dv = gl.expand_dims(gl.arange(0, DV, layout=gl.SliceLayout(1, out_l)), 1)
-    if ONE_SPLIT:
-        s_idx = rows // H
-        h_idx = rows % H
-        lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
-        gl.store(LSE + b * stride_lb + h_idx * stride_lh + s_idx, lse, mask=ok)
-        o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
-        o_ptr = OUT + gl.expand_dims(o_off, 0) + dv
-    else:
-        gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
-        o_ptr = OP + gl.expand_dims(b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops, 0) + dv
+    o_ptr, ok2, inv = _finish(l_i, m_i, k_scale, rows, pid_h, b, split, OUT, LSE, OP, LP, stride_ob, stride_os,
+                              stride_oh, stride_lb, stride_lh, stride_opb, stride_opr, stride_ops, stride_lpb,
+                              stride_lpr, H, S_Q, BLOCK_H, DV, ONE_SPLIT, out_l)
     gl.store(o_ptr, gl.convert_layout(_from_v(o * inv, BLOCK_H), out_l).to(o_ptr.dtype.element_ty), mask=ok2)

@@ -1,4 +1,6 @@
-"""A/B of gluon=6 variants (files in .devscripts/variants) on a few fp8 shapes: verified, then timed (CUDA graph, L2 flushed)."""
+"""A/B of gluon=6 variants (files in .devscripts/variants; their differences from the committed kernel are
+variants.diff and variant-E.diff) on a few fp8 shapes: verified, then timed (CUDA graph, L2 flushed).
+Arguments: variants (NAME or NAME@maxnreg, comma-separated), stage counts (default 1,2)."""
 import importlib, importlib.util, sys, json
 import torch
 from mlatune.kernels import Config
@@ -22,6 +24,7 @@ for v in sys.argv[1].split(","):
     name, _, mx = v.partition("@")
     k = load(name)
     variants[v] = MaxReg(k, int(mx)) if mx else k
+stages = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "1,2").split(",")]
 shapes = [(128, 32768, 16, 1), (128, 8192, 16, 1), (128, 8192, 16, 2), (16, 32768, 16, 1)]
 rows = []
 for (b, L, h, s) in shapes:
@@ -31,7 +34,7 @@ for (b, L, h, s) in shapes:
     _, nbytes = flops_bytes(w, int(inp["cache_seqlens"].sum()))
     for v, k in variants.items():
         md.split_kernel_fp8r = k
-        for st in (1, 2):
+        for st in stages:
             for ns in (8, 16):
                 cfg = Config(block_n=64, block_h=16 if s == 1 else 32, num_splits=ns, num_warps=4, num_stages=st, gluon=6)
                 try:

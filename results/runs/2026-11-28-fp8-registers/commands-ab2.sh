@@ -1,0 +1,15 @@
+python -m pip install --no-deps --no-build-isolation -e . > /dev/null 2>&1
+export PYTHONUNBUFFERED=1
+timeout 420 python results/runs/2026-11-28-fp8-registers/ab_fp8r.py G,E 1,2,3 > $OUT/ab2.jsonl 2> $OUT/ab2.err; echo "ab rc=$?"; tail -3 $OUT/ab2.err
+python - <<'P'
+import json, os, collections
+rows = [json.loads(l) for l in open(os.environ["OUT"] + "/ab2.jsonl")]
+bad = [r for r in rows if "error" in r or not r.get("ok")]
+print("rows", len(rows), "bad", len(bad), bad[:3])
+best = collections.defaultdict(dict)
+for r in rows:
+    if r.get("ok"):
+        k = (r["batch"], r["seqlen"], r["s_q"]); v = r["variant"]
+        best[k][v] = min(best[k].get(v, 1e9), r["us"])
+for k, d in best.items(): print(k, {v: round(t, 1) for v, t in d.items()})
+P
