@@ -39,6 +39,11 @@ R_LOAD = gl.DistributedLinearLayout(
 V_LOAD = gl.DistributedLinearLayout(
     reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [1, 0], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 16], [0, 32], [0, 64]],
     warp_bases=[[0, 128], [0, 256]], block_bases=[], shape=[16, 512])
+# The same codes with each dim's two tokens (2tq, 2tq + 1) side by side, so that a converted pair is already an
+# A-fragment register (one byte permute per four codes, before the conversion, instead of one per two after it).
+V_PAIRS = gl.DistributedLinearLayout(
+    reg_bases=[[1, 0], [0, 1], [0, 2], [0, 4], [0, 8], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 16], [0, 32], [0, 64]],
+    warp_bases=[[0, 128], [0, 256]], block_bases=[], shape=[16, 512])
 
 
 @gluon.jit
@@ -208,10 +213,10 @@ def split_kernel_fp8r(
         gl.thread_barrier()  # all four warps' rows of P^T are in shared memory
         # O^T += V^T P^T, 16 tokens at a time (an A operand of 512 x 16 is 32 registers a thread), queued as S^T's.
         o = o * gl.expand_dims(alpha, 0)
-        v = _to_v(_e4m3x4_to(lat.slice(0, 16, dim=0).load(V_LOAD), mt), a_l)
+        v = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(0, 16, dim=0).load(V_LOAD), V_PAIRS), mt), a_l)
         o = warpgroup_mma(v, p_s.index(z).slice(0, 16, dim=0), o, is_async=True)
         for c in gl.static_range(1, 4):
-            v_n = _to_v(_e4m3x4_to(lat.slice(c * 16, 16, dim=0).load(V_LOAD), mt), a_l)
+            v_n = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(c * 16, 16, dim=0).load(V_LOAD), V_PAIRS), mt), a_l)
             o, v = warpgroup_mma_wait(0, deps=[o, v])
             o = warpgroup_mma(v_n, p_s.index(z).slice(c * 16, 16, dim=0), o, is_async=True)
             v = v_n
