@@ -12,7 +12,8 @@ import triton.language as tl
 
 from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
 
-split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None  # Gluon: 3.6
+# The Gluon sm_90 kernels: Triton 3.6 or later
+split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None
 gluon_descriptors = None
 if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3, 6):
     try:
@@ -24,8 +25,8 @@ if tuple(int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()) >= (3
         from .mla_gluon_ss import split_kernel_ss
         from .mla_gluon_ws import split_kernel_ws
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a Triton without this API
-        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None
-        gluon_descriptors = None
+        split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = None
+        split_kernel_fp8 = split_kernel_fp8r = gluon_descriptors = None
 
 KV_FORMATS = ("bf16", "fp8", "fp8_flashmla")  # bf16 also covers fp16 caches (same dtype as q)
 _FMT_ID = {"bf16": 0, "fp8": 1, "fp8_flashmla": 2}

@@ -12,7 +12,7 @@ from collections import Counter
 
 PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32", "SEGS": "*i32", "PTR": "*i32",
         "OP": "*fp32", "LP": "*fp32", "OUT": "*bf16", "LSE": "*fp32", "KSCALE": "*fp32"}
-FP8_PTRS = dict(PTRS, KV="*u8")  # gluon=4 reads a per-tensor fp8 cache as its e4m3 bytes (launch() passes a uint8 view)
+FP8_PTRS = dict(PTRS, KV="*u8")  # gluon=4 and 6 read a per-tensor fp8 cache as its e4m3 bytes (launch() passes uint8)
 
 
 # gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3 and 5 add a 4-warp worker partition)
@@ -23,9 +23,10 @@ KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
                   version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False):
-    """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90; block_h is for gluon=4 (the others take 64),
-    fp16 gives it an fp16 q and output (its MMAs then run in fp16). Needs TRITON_INTERPRET unset: the interpreter swaps Triton's
-    library functions for Python ones that the compiler cannot lower."""
+    """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90; block_h is for gluon=4 and 6 (the others
+    take 64), fp16 gives it an fp16 q and output (gluon=4's MMAs then run in fp16; gluon=6's always do). Needs
+    TRITON_INTERPRET unset: the interpreter swaps Triton's library functions for Python ones that the compiler
+    cannot lower."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
