@@ -67,8 +67,9 @@ def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
         return (cfg.num_stages * cfg.block_n * D_QK + cfg.block_n * D_QK * 2 + cfg.block_h * D_QK * 2
                 + cfg.block_n * cfg.block_h * 2 + 512)
     if cfg.gluon == 6:  # fp8 stages, q, P^T, scratch; the offline sm_90 compiles take 57,600 bytes (16 rows, one stage)
-        # to 188,928 (32 rows, four stages), 512 or 256 under this
-        return cfg.num_stages * cfg.block_n * D_QK + cfg.block_h * D_QK * 2 + cfg.block_n * cfg.block_h * 2 + 768
+        # to 188,928 (32 rows, four stages), 512 or 256 under this; 165,888 at 64 rows (8 warps), 512 under
+        scratch = 2048 if cfg.block_h == 64 else 768
+        return cfg.num_stages * cfg.block_n * D_QK + cfg.block_h * D_QK * 2 + cfg.block_n * cfg.block_h * 2 + scratch
     if cfg.gluon in (3, 5):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
         # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.
         return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
@@ -161,12 +162,20 @@ def _gluon_fp8_rules(cfg: Config, kv_format: str) -> list[str]:
     bad = []
     if kv_format != "fp8":
         bad.append(f"{g} is for the per-tensor fp8 cache (kv_format 'fp8') only, not {kv_format!r}")
-    if cfg.block_h not in (16, 32) or cfg.num_warps != 4:
-        bad.append(f"{g} runs 16 or 32 rows (the wgmma N) on one warpgroup: needs block_h 16 or 32 and "
-                   f"num_warps=4, got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
-    if cfg.block_n != 64 or not 1 <= cfg.num_stages <= stages:
-        bad.append(f"{g} puts 64-token tiles on the wgmma M axis, 1 to {stages} fp8 stages: needs block_n=64 and "
-                   f"num_stages 1-{stages}, got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
+    if cfg.gluon == 6 and cfg.block_h == 64:  # two warpgroups, each on 64 of a tile's 128 tokens
+        if (cfg.num_warps, cfg.block_n, cfg.num_stages) != (8, 128, 1):
+            bad.append(f"{g} runs 64 rows on two warpgroups over 128-token tiles, one stage: needs num_warps=8, "
+                       f"block_n=128 and num_stages=1, got num_warps={cfg.num_warps}, block_n={cfg.block_n}, "
+                       f"num_stages={cfg.num_stages}")
+    else:
+        if cfg.block_h not in (16, 32) or cfg.num_warps != 4:
+            rows = "16 or 32 rows on one warpgroup, or 64 on two" if cfg.gluon == 6 else "16 or 32 rows on one warpgroup"
+            bad.append(f"{g} runs {rows} (the wgmma N): needs block_h 16 or 32 and num_warps=4"
+                       + (", or block_h 64 and num_warps=8" if cfg.gluon == 6 else "")
+                       + f", got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
+        if cfg.block_n != 64 or not 1 <= cfg.num_stages <= stages:
+            bad.append(f"{g} puts 64-token tiles on the wgmma M axis, 1 to {stages} fp8 stages: needs block_n=64 and "
+                       f"num_stages 1-{stages}, got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
     if cfg.trans or cfg.qk_fp8:
         bad.append(f"{g} does not combine with trans or qk_fp8")
     return bad

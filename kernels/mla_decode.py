@@ -620,7 +620,8 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
     if cfg.gluon in (4, 6):
-        # per-tensor fp8 (mla_gluon_fp8.py, mla_gluon_fp8r.py): one warpgroup; the cache as e4m3 bytes, k_scale by pointer
+        # per-tensor fp8 (mla_gluon_fp8.py, mla_gluon_fp8r.py): one warpgroup (two for gluon=6 at 64 rows); the cache
+        # as e4m3 bytes, k_scale by pointer
         LAST_COMPILED["split"] = (split_kernel_fp8 if cfg.gluon == 4 else split_kernel_fp8r)[grid](
             q, main, block_table, cache_seqlens, ks, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,
@@ -628,7 +629,7 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
             *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
-            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=4,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps,
         )
     elif cfg.gluon:
         # gluon 2 and 3: 4 warps here plus a 4-warp worker partition; 3 also takes TMA descriptors over the cache

@@ -44,30 +44,45 @@ V_LOAD = gl.DistributedLinearLayout(
 V_PAIRS = gl.DistributedLinearLayout(
     reg_bases=[[1, 0], [0, 1], [0, 2], [0, 4], [0, 8], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 16], [0, 32], [0, 64]],
     warp_bases=[[0, 128], [0, 256]], block_bases=[], shape=[16, 512])
+# 64 rows on two warpgroups (8 warps): 128-token tiles (warp w on tokens 16w ..), and O^T's 512 rows as four blocks of
+# 128, so a thread holds 8 codes of a token for V^T: codes 64w + 8g .. + 7.
+K_LOAD8 = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [8, 0]], lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
+    warp_bases=[[16, 0], [32, 0], [64, 0]], block_bases=[], shape=[128, 128])
+R_LOAD8 = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [8, 0]], lane_bases=[[0, 16], [0, 32], [1, 0], [2, 0], [4, 0]],
+    warp_bases=[[16, 0], [32, 0], [64, 0]], block_bases=[], shape=[128, 64])
+V_LOAD8 = gl.DistributedLinearLayout(
+    reg_bases=[[0, 1], [0, 2], [0, 4], [1, 0], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 8], [0, 16], [0, 32]],
+    warp_bases=[[0, 64], [0, 128], [0, 256]], block_bases=[], shape=[16, 512])
+V_PAIRS8 = gl.DistributedLinearLayout(
+    reg_bases=[[1, 0], [0, 1], [0, 2], [0, 4], [8, 0]], lane_bases=[[2, 0], [4, 0], [0, 8], [0, 16], [0, 32]],
+    warp_bases=[[0, 64], [0, 128], [0, 256]], block_bases=[], shape=[16, 512])
 
 
 @gluon.jit
-def _to_k(v, W: gl.constexpr, a_l: gl.constexpr):
-    """Relabel a converted [64 tokens, W] tile from physical to logical dims (e + 2f + 4kappa + (W/4)tq ->
+def _to_k(v, T: gl.constexpr, W: gl.constexpr, a_l: gl.constexpr):
+    """Relabel a converted [T tokens, W] tile from physical to logical dims (e + 2f + 4kappa + (W/4)tq ->
     16kappa + 8f + 2tq + e) and hand it to the wgmma as its A operand: no data moves between threads."""
-    v = gl.reshape(v, [64, 4, W // 16, 2, 2])  # token, tq, kappa, f, e
+    v = gl.reshape(v, [T, 4, W // 16, 2, 2])  # token, tq, kappa, f, e
     v = gl.permute(v, (0, 2, 3, 1, 4))  # token, kappa, f, tq, e
-    return gl.convert_layout(gl.reshape(v, [64, W]), a_l)
+    return gl.convert_layout(gl.reshape(v, [T, W]), a_l)
 
 
 @gluon.jit
-def _to_v(v, a_l: gl.constexpr):
-    """Relabel a converted [16 tokens, 512 physical dims] slice as V^T [512 logical rows, 16 tokens] (physical
-    128w + 16g + 2c + j -> logical 64c + 16w + 8j + g), the O^T A operand."""
-    v = gl.reshape(gl.permute(v, (1, 0)), [4, 8, 8, 2, 16])  # w, g, c, j, token
+def _to_v(v, a_l: gl.constexpr, WG: gl.constexpr):
+    """Relabel a converted [16 tokens, 512 physical dims] slice as V^T [512 logical rows, 16 tokens], the O^T A
+    operand: physical 128w + 16g + 2c + j -> logical 64c + 16w + 8j + g on one warpgroup (WG 1), physical
+    64w + 8g + 2c + j -> logical 128c + 16w + 8j + g on two."""
+    v = gl.reshape(gl.permute(v, (1, 0)), [4 * WG, 8, 8 // WG, 2, 16])  # w, g, c, j, token
     v = gl.permute(v, (2, 0, 3, 1, 4))  # c, w, j, g, token
     return gl.convert_layout(gl.reshape(v, [512, 16]), a_l)
 
 
 @gluon.jit
-def _from_v(o, BLOCK_H: gl.constexpr):
+def _from_v(o, BLOCK_H: gl.constexpr, WG: gl.constexpr):
     """O^T [512 logical rows, BLOCK_H] back to physical dim order."""
-    o = gl.reshape(o, [8, 4, 2, 8, BLOCK_H])  # c, w, j, g, row
+    o = gl.reshape(o, [8 // WG, 4 * WG, 2, 8, BLOCK_H])  # c, w, j, g, row
     o = gl.permute(o, (1, 3, 0, 2, 4))  # w, g, c, j, row
     return gl.reshape(o, [512, BLOCK_H])
 
@@ -95,11 +110,18 @@ def split_kernel_fp8r(
     ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
     DV: gl.constexpr, DR: gl.constexpr,
 ):
-    gl.static_assert(gl.num_warps() == 4, "the fp8 register-dequant kernel runs one warpgroup (4 warps)")
-    gl.static_assert((DV == 512) and (DR == 64) and (BLOCK_N == 64), "written for 512 + 64 dims and 64-token tiles")
-    gl.static_assert((BLOCK_H == 16) or (BLOCK_H == 32), "BLOCK_H is the wgmma N: 16 or 32 query rows")
+    WG: gl.constexpr = gl.num_warps() // 4  # warpgroups: each takes 64 of a tile's tokens for S^T
+    gl.static_assert((DV == 512) and (DR == 64), "written for 512 + 64 dims")
+    gl.static_assert((WG == 1 and (BLOCK_H == 16 or BLOCK_H == 32) and BLOCK_N == 64)
+                     or (WG == 2 and BLOCK_H == 64 and BLOCK_N == 128),
+                     "BLOCK_H is the wgmma N: 16 or 32 query rows on 4 warps (64-token tiles), 64 on 8 (128-token tiles)")
     mt: gl.constexpr = gl.float16  # the MMAs' type for any q: e4m3 -> fp16 is one cvt per pair, exact
-    mma_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_H, 16])
+    mma_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4 * WG, 1],
+                                                    instr_shape=[16, BLOCK_H, 16])
+    k_ld: gl.constexpr = K_LOAD if WG == 1 else K_LOAD8
+    r_ld: gl.constexpr = R_LOAD if WG == 1 else R_LOAD8
+    v_ld: gl.constexpr = V_LOAD if WG == 1 else V_LOAD8
+    v_pairs: gl.constexpr = V_PAIRS if WG == 1 else V_PAIRS8
     a_l: gl.constexpr = gl.DotOperandLayout(0, mma_l, 2)
     col_l: gl.constexpr = gl.SliceLayout(0, mma_l)  # one value per query row
     tok_l: gl.constexpr = gl.SliceLayout(1, mma_l)  # one value per token
@@ -108,9 +130,9 @@ def split_kernel_fp8r(
     p_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_H], mt)
     lat_sl: gl.constexpr = gl.SwizzledSharedLayout(16, 1, 8, [1, 0])  # 16-byte units, XOR-swizzled by token
     rope_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])  # 64-byte rows: two tokens per 128 bytes
-    cpl: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [4, 1], [1, 0])
-    cpr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4, 1], [1, 0])
-    ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
+    cpl: gl.constexpr = gl.BlockedLayout([1, 16], [4, 8], [4 * WG, 1], [1, 0])
+    cpr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4 * WG, 1], [1, 0])
+    ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4 * WG, 1], [1, 0])
 
     pid_h = gl.program_id(0)
     b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
@@ -166,6 +188,8 @@ def split_kernel_fp8r(
     # slower there, faster at 16 rows, runs/2026-11-28-fp8-registers): row sums kept per warp (a warp holds 16 of
     # a tile's tokens: no cross-warp reduction per tile, one at the end), and S^T's MMAs queued one group deep.
     QUEUE: gl.constexpr = BLOCK_H == 16
+    # At 64 rows (two warpgroups) the O^T accumulator takes 128 registers a thread: one S^T operand at a time.
+    SERIAL: gl.constexpr = WG == 2
     w_l: gl.constexpr = gl.SliceLayout(1, gl.reshape(s_zero, [4, BLOCK_N // 4, BLOCK_H]).type.layout)
     if QUEUE:
         l_w = gl.zeros([4, BLOCK_H], gl.float32, w_l)
@@ -181,21 +205,29 @@ def split_kernel_fp8r(
         z = _zero(i)
         # S^T: one 128-dim group at a time, converted while the previous group's MMAs run; with QUEUE its MMAs are
         # queued behind those, whose operand is then released (wait(1)).
-        a = _to_k(_e4m3x4_to(lat.slice(0, 128, dim=1).load(K_LOAD), mt), 128, a_l)
+        a = _to_k(_e4m3x4_to(lat.slice(0, 128, dim=1).load(k_ld), mt), BLOCK_N, 128, a_l)
         s = warpgroup_mma(a, q_lat.index(z).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         for g in gl.static_range(1, 4):
-            a_n = _to_k(_e4m3x4_to(lat.slice(g * 128, 128, dim=1).load(K_LOAD), mt), 128, a_l)
+            if SERIAL:
+                s, a = warpgroup_mma_wait(0, deps=[s, a])
+            a_n = _to_k(_e4m3x4_to(lat.slice(g * 128, 128, dim=1).load(k_ld), mt), BLOCK_N, 128, a_l)
             if QUEUE:
                 s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
                 s, a = warpgroup_mma_wait(1, deps=[s, a])
+            elif SERIAL:
+                s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
             else:
                 s, a = warpgroup_mma_wait(0, deps=[s, a])
                 s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
             a = a_n
-        a_r = _to_k(_e4m3x4_to(rope8.index(i % STAGES).load(R_LOAD), mt), DR, a_l)
+        if SERIAL:
+            s, a = warpgroup_mma_wait(0, deps=[s, a])
+        a_r = _to_k(_e4m3x4_to(rope8.index(i % STAGES).load(r_ld), mt), BLOCK_N, DR, a_l)
         if QUEUE:
             s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
             s, a = warpgroup_mma_wait(1, deps=[s, a])
+        elif SERIAL:
+            s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
         else:
             s, a = warpgroup_mma_wait(0, deps=[s, a])
             s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
@@ -213,10 +245,11 @@ def split_kernel_fp8r(
         gl.thread_barrier()  # all four warps' rows of P^T are in shared memory
         # O^T += V^T P^T, 16 tokens at a time (an A operand of 512 x 16 is 32 registers a thread), queued as S^T's.
         o = o * gl.expand_dims(alpha, 0)
-        v = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(0, 16, dim=0).load(V_LOAD), V_PAIRS), mt), a_l)
+        v = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(0, 16, dim=0).load(v_ld), v_pairs), mt), a_l, WG)
         o = warpgroup_mma(v, p_s.index(z).slice(0, 16, dim=0), o, is_async=True)
-        for c in gl.static_range(1, 4):
-            v_n = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(c * 16, 16, dim=0).load(V_LOAD), V_PAIRS), mt), a_l)
+        for c in gl.static_range(1, BLOCK_N // 16):
+            v_n = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(c * 16, 16, dim=0).load(v_ld), v_pairs), mt), a_l,
+                        WG)
             o, v = warpgroup_mma_wait(0, deps=[o, v])
             o = warpgroup_mma(v_n, p_s.index(z).slice(c * 16, 16, dim=0), o, is_async=True)
             v = v_n
@@ -225,8 +258,8 @@ def split_kernel_fp8r(
     async_copy.wait_group(0)
     if QUEUE:
         l_i = gl.convert_layout(gl.sum(l_w, 0), col_l)
-    out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4], [0, 1])
+    out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4 * WG], [0, 1])
     o_ptr, ok2, inv = _finish(l_i, m_i, k_scale, rows, pid_h, b, split, OUT, LSE, OP, LP, stride_ob, stride_os,
                               stride_oh, stride_lb, stride_lh, stride_opb, stride_opr, stride_ops, stride_lpb,
                               stride_lpr, H, S_Q, BLOCK_H, DV, ONE_SPLIT, out_l)
-    gl.store(o_ptr, gl.convert_layout(_from_v(o * inv, BLOCK_H), out_l).to(o_ptr.dtype.element_ty), mask=ok2)
+    gl.store(o_ptr, gl.convert_layout(_from_v(o * inv, BLOCK_H, WG), out_l).to(o_ptr.dtype.element_ty), mask=ok2)

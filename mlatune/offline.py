@@ -32,6 +32,8 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     from triton.experimental.gluon._runtime import GluonASTSource
 
     module, name, warps = KERNELS[version]
+    if version == 6 and block_h == 64:  # 64 rows: two warpgroups, 128-token tiles
+        warps, block_n = 8, 128
     mod = importlib.import_module("mlatune.kernels." + module)
     fn = getattr(mod, name)
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
@@ -103,7 +105,9 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
     k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     regs, stack = resources(k.asm["cubin"])
-    return dict(gluon=version, block_n=block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16, stages=stages,
+    wide = version == 6 and block_h == 64  # compiled with 8 warps and 128-token tiles
+    return dict(gluon=version, block_n=128 if wide else block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16,
+                stages=stages,
                 causal=causal, one_split=one_split, page=page,
                 tma=version in (3, 5) and tma and page % 64 == 0, ordered=version == 3 and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
@@ -120,7 +124,8 @@ def main():
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     ap.add_argument("--no-tma", action="store_true", help="gluon=3, 5: compile the cp.async path (as for unpacked caches)")
     ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
-    ap.add_argument("--block-h", type=int, default=16, help="gluon=4, 6: query rows per program (16 or 32); the others take 64")
+    ap.add_argument("--block-h", type=int, default=16,
+                    help="gluon=4, 6: query rows per program (16 or 32; gluon=6 also 64, on 8 warps); the others take 64")
     ap.add_argument("--fp16", action="store_true", help="an fp16 q and output instead of bf16")
     a = ap.parse_args()
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
