@@ -9,7 +9,9 @@ from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared,
 from .mla_gluon_fp8 import NEG_INIT, _bounds, _e4m3x4_to, _finish, _prefetch, _softmax_step, _tile_ready, _zero
 
 # Design: gluon=4's (tokens on the wgmma M axis, S^T = K Q^T and O^T = V^T P^T, 16 or 32 query rows as the N, fp8
-# tiles by cp.async into STAGES buffers), but no bf16 tile: both matmuls take their A operand from registers.
+# tiles by cp.async into STAGES buffers), but no bf16 tile: both matmuls take their A operand from registers. With 8
+# warps it runs 64 rows: a tile is 128 tokens, each warpgroup converts and multiplies 64 of them for S^T and 256 of
+# the 512 output dims for O^T (the wgmma layout's warps [8, 1] split both), one stage.
 # - Each thread reads 16-byte vectors of e4m3 codes from shared memory, converts them to fp16 (_e4m3x4_to: one cvt per
 #   pair, where bf16 takes four instructions) and the result is relabelled, in registers only, into the wgmma
 #   A-fragment layout. So the MMAs run in fp16 for any q: q is staged as fp16 scaled by a power of two per row (exact
@@ -22,9 +24,11 @@ from .mla_gluon_fp8 import NEG_INIT, _bounds, _e4m3x4_to, _finish, _prefetch, _s
 #     dim e + 2f + 4kappa + 32tq (16tq for rope). q is staged in shared memory in the same logical order (a gather,
 #     once per program), so the scores are unchanged.
 #   * O^T: logical row m = c*64 + w*16 + j*8 + g holds physical dim 128w + 16g + 2c + j; the epilogue undoes it.
+#   With 8 warps: logical m = c*128 + w*16 + j*8 + g holds physical dim 64w + 8g + 2c + j (8 codes a token).
 # - The fp8 buffer is XOR-swizzled in 16-byte units (row r's unit u at u ^ (r % 8)): the S^T reads (8 lanes: two
-#   tokens, four units) and the V^T reads (four tokens, two units) are both free of bank conflicts.
-# Shared memory: STAGES x 36 KB of fp8, q 18 or 36 KB, P^T 2 or 4 KB.
+#   tokens, four units) and the V^T reads (four tokens, two units; with 8 warps 16 lanes of 8 bytes) are free of
+#   bank conflicts.
+# Shared memory: STAGES x 36 KB of fp8 (72 KB at 64 rows), q 18, 36 or 72 KB, P^T 2, 4 or 16 KB.
 
 # Register-side loads: thread (warp w, lane 4g + tq) takes 16 consecutive codes of each of its tokens.
 # S^T, one 128-dim group of the tile [64 tokens, 128 codes]: tokens 16w + g (+8), codes 32tq .. 32tq + 31.
