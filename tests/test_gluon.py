@@ -225,8 +225,8 @@ def test_fp8_sweep_times_the_fp8_gluon_kernels_only_where_they_apply():
 @needs_gluon
 # equal lengths keep one split (out and lse written by the kernel); uneven ones, with an empty sequence, get more
 @pytest.mark.parametrize("splits,seqlens", [(1, [100, 100, 100]), (3, [37, 0, 1, 130, 70])])
-@pytest.mark.parametrize("gluon", [4, 6])
-def test_fp8_launch_passes_what_the_kernel_reads(gluon, splits, seqlens, monkeypatch, seed):
+@pytest.mark.parametrize("gluon,block_h", [(4, 16), (6, 16), (6, 64)])  # gluon=6 at 64 rows: 8 warps, 128 tokens
+def test_fp8_launch_passes_what_the_kernel_reads(gluon, block_h, splits, seqlens, monkeypatch, seed):
     """launch()'s call of gluon=4 or 6 (the same signature), checked without a GPU: its arguments bound by name to the kernel's signature drive
     an emulation of the kernel's contract (one program per (row group, split, sequence): tokens [start, end) of the
     split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
@@ -242,7 +242,8 @@ def test_fp8_launch_passes_what_the_kernel_reads(gluon, splits, seqlens, monkeyp
     def emulate(grid):
         def run(*args, **kw):
             a = sig.bind(*args, **{k: v for k, v in kw.items() if k != "num_warps"}).arguments
-            assert kw["num_warps"] == 4 and a["KV"].dtype == torch.uint8 and a["KSCALE"].numel() == 1
+            assert kw["num_warps"] == (8 if block_h == 64 else 4) and a["BLOCK_N"] == (128 if block_h == 64 else 64)
+            assert a["KV"].dtype == torch.uint8 and a["KSCALE"].numel() == 1
             calls.append(grid)
             H, S_Q, rows = a["H"], a["S_Q"], a["H"] * a["S_Q"]
             assert grid == (-(-rows // a["BLOCK_H"]), a["num_splits"], a["Q"].shape[0])
@@ -288,7 +289,9 @@ def test_fp8_launch_passes_what_the_kernel_reads(gluon, splits, seqlens, monkeyp
 
     monkeypatch.setattr(md, name, type("Emulated", (), {"__getitem__": lambda self, g: emulate(g)})())
     case = make_case(seqlens, h_q=8, s_q=2, page=16, kv_format="fp8", seed=seed)
-    cfg = Config(block_n=64, block_h=16, num_splits=splits, num_warps=4, num_stages=2, gluon=gluon)
+    wide = block_h == 64
+    cfg = Config(block_n=128 if wide else 64, block_h=block_h, num_splits=splits, num_warps=8 if wide else 4,
+                 num_stages=1 if wide else 2, gluon=gluon)
     out, lse, got = run_poisoned(case, cfg, causal=True)
     assert calls and (got == 1) == (splits == 1)
     compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"emulated gluon={gluon}, {got} splits")
