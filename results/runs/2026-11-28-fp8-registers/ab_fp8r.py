@@ -1,5 +1,5 @@
-"""A/B of gluon=6 variants (files in .devscripts/variants; their differences from the committed kernel are
-variants.diff and variant-E.diff) on a few fp8 shapes: verified, then timed (CUDA graph, L2 flushed).
+"""A/B of gluon=6 variants (files in .devscripts/variants, rebuilt by make_variants.sh from the kernel of commit
+9d66240 and variants.diff / variant-E.diff) on a few fp8 shapes: verified, then timed (CUDA graph, L2 flushed).
 Arguments: variants (NAME or NAME@maxnreg, comma-separated), stage counts (default 1,2)."""
 import importlib, importlib.util, sys, json
 import torch
