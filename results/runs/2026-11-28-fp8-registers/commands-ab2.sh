@@ -1,6 +1,6 @@
 python -m pip install --no-deps --no-build-isolation -e . > /dev/null 2>&1
 export PYTHONUNBUFFERED=1
-bash results/runs/2026-11-28-fp8-registers/make_variants.sh  # the variants' sources, from commit 9d66240 and the diffs here
+# the variants' sources: run results/runs/2026-11-28-fp8-registers/make_variants.sh in a git checkout first (it needs commit 9d66240) and carry .devscripts
 timeout 420 python results/runs/2026-11-28-fp8-registers/ab_fp8r.py G,E 1,2,3 > $OUT/ab2.jsonl 2> $OUT/ab2.err; echo "ab rc=$?"; tail -3 $OUT/ab2.err
 python - <<'P'
 import json, os, collections
