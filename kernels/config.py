@@ -181,6 +181,11 @@ def _gluon_fp8_rules(cfg: Config, kv_format: str) -> list[str]:
     return bad
 
 
+def takes_order(cfg: Config) -> bool:
+    """The kernel can take its (sequence, split) pieces in a given order (schedule()): gluon 3 and 6."""
+    return cfg.gluon in (3, 6)
+
+
 def auto_splits(batch: int, row_groups: int, max_seqlen: int, num_sms: int, block_n: int) -> int:
     """Split count that fills about two waves of SMs without splits shorter than 4 tiles."""
     programs = max(1, batch * row_groups)
@@ -203,7 +208,7 @@ def source_hash() -> str:
     parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._q_chunk.fn, md._k_chunk.fn, md._combine_kernel.fn,
              md.launch, md.schedule, md.split_length, md.resolve_splits, md.kv_views, md.plan_segments,
              md._launch_persistent, md.Segments,
-             auto_splits, Config, _gluon_rules, _gluon_fp8_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
+             auto_splits, takes_order, Config, _gluon_rules, _gluon_fp8_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:
         h.update(inspect.getsource(obj).encode())

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config
+from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config, takes_order
 
 # The Gluon sm_90 kernels: Triton 3.6 or later
 split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None
@@ -482,7 +482,7 @@ def split_length(max_seqlen: int, splits: int, block_n: int) -> int:
 
 def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: int,
              total_tokens: int | None = None, rows: int | None = None):
-    """The order in which the programs of gluon=3 take the (sequence, split) pieces: longest first, so that
+    """The order in which the programs of gluon 3 and 6 take the (sequence, split) pieces: longest first, so that
     the short pieces fill the last wave (list scheduling, as FlashMLA's metadata balances its SMs). An
     int32 tensor of piece indices b * splits + split, built on the device (no host sync) once per decode
     step; None for kernels that take the grid in its natural order, and where total_tokens says the lengths
@@ -493,7 +493,7 @@ def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: 
         if rows is None:
             raise ValueError("schedule() needs rows (s_q * h_q) for gluon=5")
         return plan_segments(cache_seqlens, triton.cdiv(rows, 64), num_sms(cache_seqlens.device), cache_seqlens.device)
-    if cfg.gluon != 3 or (total_tokens is not None and total_tokens >= cache_seqlens.shape[0] * max_seqlen):
+    if not takes_order(cfg) or (total_tokens is not None and total_tokens >= cache_seqlens.shape[0] * max_seqlen):
         return None
     split_len = split_length(max_seqlen, splits, cfg.block_n)
     sl = cache_seqlens.to(torch.int64)[:, None]
@@ -601,7 +601,7 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
            fmt: str, k_scale=None, partials=None, max_seqlen=None, order=None):
     """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given.
     max_seqlen sizes the splits (default: what the block table covers); an underestimate stays
-    correct, as the last split takes the rest. order (from schedule(), gluon=3 only, else ignored) is the
+    correct, as the last split takes the rest. order (from schedule(), gluon 3 and 6, else ignored) is the
     order in which programs take the pieces; without it they go in batch order. For gluon=5 it is the
     segment plan (schedule()); without one, launch builds it, which costs a host sync."""
     batch, s_q, h_q, _ = q.shape
@@ -619,10 +619,9 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     else:
         ks = k_scale
     grid = (triton.cdiv(rows, cfg.block_h), splits, batch)
-    if cfg.gluon in (4, 6):
-        # per-tensor fp8 (mla_gluon_fp8.py, mla_gluon_fp8r.py): one warpgroup (two for gluon=6 at 64 rows); the cache
-        # as e4m3 bytes, k_scale by pointer
-        LAST_COMPILED["split"] = (split_kernel_fp8 if cfg.gluon == 4 else split_kernel_fp8r)[grid](
+    if cfg.gluon == 4:
+        # per-tensor fp8 (mla_gluon_fp8.py): one warpgroup; the cache as e4m3 bytes, k_scale by pointer
+        LAST_COMPILED["split"] = split_kernel_fp8[grid](
             q, main, block_table, cache_seqlens, ks, op, lp, out, lse,
             softmax_scale * LOG2E, splits, split_len,
             q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
@@ -630,6 +629,21 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
             ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=cfg.num_warps,
+        )
+    elif cfg.gluon == 6:
+        # per-tensor fp8 (mla_gluon_fp8r.py): one warpgroup, two at 64 rows; the cache as e4m3 bytes, k_scale by
+        # pointer; with an order, a 1-D grid over the pieces (an unused pointer without one)
+        if order is not None:
+            grid = (grid[0] * splits * batch,)
+        LAST_COMPILED["split"] = split_kernel_fp8r[grid](
+            q, main, block_table, cache_seqlens, cache_seqlens if order is None else order, ks, op, lp, out, lse,
+            softmax_scale * LOG2E, splits, split_len,
+            q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
+            *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
+            out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
+            h_q, s_q, PAGE=page, BLOCK_H=cfg.block_h, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
+            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, ORDERED=order is not None,
+            num_warps=cfg.num_warps,
         )
     elif cfg.gluon:
         # gluon 2 and 3: 4 warps here plus a 4-warp worker partition; 3 also takes TMA descriptors over the cache

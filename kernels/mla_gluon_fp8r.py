@@ -100,7 +100,7 @@ def _perm(k, W: gl.constexpr):
 
 @gluon.jit(do_not_specialize=["num_splits"])
 def split_kernel_fp8r(
-    Q, KV, BT, SEQ, KSCALE, OP, LP, OUT, LSE,
+    Q, KV, BT, SEQ, ORD, KSCALE, OP, LP, OUT, LSE,
     scale_log2,
     num_splits, split_len,
     stride_qb, stride_qs, stride_qh,
@@ -112,8 +112,11 @@ def split_kernel_fp8r(
     H, S_Q, PAGE: gl.constexpr,
     BLOCK_H: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
     ONE_SPLIT: gl.constexpr, CAUSAL: gl.constexpr,
-    DV: gl.constexpr, DR: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr, ORDERED: gl.constexpr,
 ):
+    """One program per (row group, split, sequence): a 3-D grid, or with ORDERED a 1-D grid that takes the
+    (sequence, split) pieces in the order ORD lists them (schedule(): longest first), a piece's row groups side by
+    side."""
     WG: gl.constexpr = gl.num_warps() // 4  # warpgroups: each takes 64 of a tile's tokens for S^T
     gl.static_assert((DV == 512) and (DR == 64), "written for 512 + 64 dims")
     gl.static_assert((WG == 1 and (BLOCK_H == 16 or BLOCK_H == 32) and BLOCK_N == 64)
@@ -138,8 +141,18 @@ def split_kernel_fp8r(
     cpr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4 * WG, 1], [1, 0])
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4 * WG, 1], [1, 0])
 
-    pid_h = gl.program_id(0)
-    b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
+    if ORDERED:
+        groups = (H * S_Q + BLOCK_H - 1) // BLOCK_H
+        pid_h = gl.program_id(0) % groups
+        piece = gl.load(ORD + gl.program_id(0) // groups)
+        split = piece % num_splits
+        b = (piece // num_splits).to(gl.int64)
+        seqlen = gl.load(SEQ + b)
+        start = split * split_len
+        end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
+    else:
+        pid_h = gl.program_id(0)
+        b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
     if not ONE_SPLIT:
         if start >= seqlen:
             return  # the combine skips splits past the sequence's end
@@ -200,6 +213,10 @@ def split_kernel_fp8r(
     else:
         l_i = gl.zeros([BLOCK_H], gl.float32, col_l)
 
+    # At 16 rows the next S^T group's and V^T chunk's codes are read from shared memory before the current ones are
+    # converted, so the reads' latency hides behind the conversions (about 7 registers; 4-6% faster at 16 rows,
+    # runs/2026-11-28-fp8-prefetch; at 32 rows it spills and gains nothing).
+    PF: gl.constexpr = QUEUE
     for i in range(n_tiles):
         t0 = start + i * BLOCK_N
         # tile i's fp8 stage is ready; tile i-1's stage and P^T are free
@@ -209,12 +226,24 @@ def split_kernel_fp8r(
         z = _zero(i)
         # S^T: one 128-dim group at a time, converted while the previous group's MMAs run; with QUEUE its MMAs are
         # queued behind those, whose operand is then released (wait(1)).
-        a = _to_k(_e4m3x4_to(lat.slice(0, 128, dim=1).load(k_ld), mt), BLOCK_N, 128, a_l)
+        xk = lat.slice(0, 128, dim=1).load(k_ld)
+        if PF:
+            xk_n = lat.slice(128, 128, dim=1).load(k_ld)
+        a = _to_k(_e4m3x4_to(xk, mt), BLOCK_N, 128, a_l)
         s = warpgroup_mma(a, q_lat.index(z).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         for g in gl.static_range(1, 4):
             if SERIAL:
                 s, a = warpgroup_mma_wait(0, deps=[s, a])
-            a_n = _to_k(_e4m3x4_to(lat.slice(g * 128, 128, dim=1).load(k_ld), mt), BLOCK_N, 128, a_l)
+            if PF:
+                if g < 3:
+                    xk_nn = lat.slice((g + 1) * 128, 128, dim=1).load(k_ld)
+                else:
+                    xr = rope8.index(i % STAGES).load(r_ld)
+                a_n = _to_k(_e4m3x4_to(xk_n, mt), BLOCK_N, 128, a_l)
+                if g < 3:
+                    xk_n = xk_nn
+            else:
+                a_n = _to_k(_e4m3x4_to(lat.slice(g * 128, 128, dim=1).load(k_ld), mt), BLOCK_N, 128, a_l)
             if QUEUE:
                 s = warpgroup_mma(a_n, q_lat.index(g + z).permute((1, 0)), s, is_async=True)
                 s, a = warpgroup_mma_wait(1, deps=[s, a])
@@ -226,7 +255,9 @@ def split_kernel_fp8r(
             a = a_n
         if SERIAL:
             s, a = warpgroup_mma_wait(0, deps=[s, a])
-        a_r = _to_k(_e4m3x4_to(rope8.index(i % STAGES).load(r_ld), mt), BLOCK_N, DR, a_l)
+        if not PF:
+            xr = rope8.index(i % STAGES).load(r_ld)
+        a_r = _to_k(_e4m3x4_to(xr, mt), BLOCK_N, DR, a_l)
         if QUEUE:
             s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
             s, a = warpgroup_mma_wait(1, deps=[s, a])
@@ -236,6 +267,8 @@ def split_kernel_fp8r(
             s, a = warpgroup_mma_wait(0, deps=[s, a])
             s = warpgroup_mma(a_r, q_rope.index(z).permute((1, 0)), s, is_async=True)
         s, a_r = warpgroup_mma_wait(0, deps=[s, a_r])
+        if PF:
+            yv = lat.slice(0, 16, dim=0).load(v_ld)  # V^T's first chunk, read while the softmax runs
 
         p, alpha, m_i = _softmax_step(s, qk_scale, t0 + toks, end, limit, m_i, CAUSAL)
         if QUEUE:
@@ -249,11 +282,22 @@ def split_kernel_fp8r(
         gl.thread_barrier()  # all four warps' rows of P^T are in shared memory
         # O^T += V^T P^T, 16 tokens at a time (an A operand of 512 x 16 is 32 registers a thread), queued as S^T's.
         o = o * gl.expand_dims(alpha, 0)
-        v = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(0, 16, dim=0).load(v_ld), v_pairs), mt), a_l, WG)
+        if PF:
+            yv_n = lat.slice(16, 16, dim=0).load(v_ld)
+        else:
+            yv = lat.slice(0, 16, dim=0).load(v_ld)
+        v = _to_v(_e4m3x4_to(gl.convert_layout(yv, v_pairs), mt), a_l, WG)
         o = warpgroup_mma(v, p_s.index(z).slice(0, 16, dim=0), o, is_async=True)
         for c in gl.static_range(1, BLOCK_N // 16):
-            v_n = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(c * 16, 16, dim=0).load(v_ld), v_pairs), mt), a_l,
-                        WG)
+            if PF:
+                if c < BLOCK_N // 16 - 1:
+                    yv_nn = lat.slice((c + 1) * 16, 16, dim=0).load(v_ld)
+                v_n = _to_v(_e4m3x4_to(gl.convert_layout(yv_n, v_pairs), mt), a_l, WG)
+                if c < BLOCK_N // 16 - 1:
+                    yv_n = yv_nn
+            else:
+                v_n = _to_v(_e4m3x4_to(gl.convert_layout(lat.slice(c * 16, 16, dim=0).load(v_ld), v_pairs), mt), a_l,
+                            WG)
             o, v = warpgroup_mma_wait(0, deps=[o, v])
             o = warpgroup_mma(v_n, p_s.index(z).slice(c * 16, 16, dim=0), o, is_async=True)
             v = v_n

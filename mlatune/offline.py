@@ -39,7 +39,7 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
     if version in (3, 5):
         const["USE_TMA"] = tma and page % 64 == 0
-    if version == 3:
+    if version in (3, 6):
         const["ORDERED"] = ordered
     if version == 5:  # one mode: no split constants, it plans its segments
         for k in ("BLOCK_N", "STAGES", "ONE_SPLIT"):
@@ -109,7 +109,7 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
     return dict(gluon=version, block_n=128 if wide else block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16,
                 stages=stages,
                 causal=causal, one_split=one_split, page=page,
-                tma=version in (3, 5) and tma and page % 64 == 0, ordered=version == 3 and ordered,
+                tma=version in (3, 5) and tma and page % 64 == 0, ordered=version in (3, 6) and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
                 wgmma=dict(wgmma))
 
@@ -123,7 +123,7 @@ def main():
     ap.add_argument("--page", type=int, default=64)
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")
     ap.add_argument("--no-tma", action="store_true", help="gluon=3, 5: compile the cp.async path (as for unpacked caches)")
-    ap.add_argument("--ordered", action="store_true", help="gluon=3: compile the scheduled 1-D grid (pieces longest first)")
+    ap.add_argument("--ordered", action="store_true", help="gluon=3, 6: compile the scheduled 1-D grid (pieces longest first)")
     ap.add_argument("--block-h", type=int, default=16,
                     help="gluon=4, 6: query rows per program (16 or 32; gluon=6 also 64, on 8 warps); the others take 64")
     ap.add_argument("--fp16", action="store_true", help="an fp16 q and output instead of bf16")

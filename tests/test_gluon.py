@@ -171,18 +171,21 @@ def test_offline_ws_64_token_tiles_spill_free():
 
 
 @needs_gluon
-# 16 and 32 rows, 1-3 stages (gluon=6: 1-4), pages that hold whole tiles (64) and that do not (1, 16), bf16 and fp16 q
-@pytest.mark.parametrize("gluon,block_h,stages,causal,one_split,page,fp16",
-                         [(4, 16, 3, False, False, 64, False), (4, 32, 3, True, False, 64, False),
-                          (4, 32, 2, False, True, 16, False), (4, 16, 1, True, True, 1, True),
-                          (4, 32, 3, True, True, 64, True), (6, 16, 2, False, False, 64, False),
-                          (6, 32, 4, True, False, 64, False), (6, 32, 1, False, True, 16, False),
-                          (6, 16, 3, True, True, 1, True), (6, 64, 1, True, False, 64, False),
-                          (6, 64, 1, False, True, 16, True)])
-def test_offline_fp8_kernel_compile(gluon, block_h, stages, causal, one_split, page, fp16):
+# 16 and 32 rows, 1-3 stages (gluon=6: 1-4), pages that hold whole tiles (64) and that do not (1, 16), bf16 and fp16 q;
+# gluon=6 also with the piece order (a 1-D grid)
+@pytest.mark.parametrize("gluon,block_h,stages,causal,one_split,page,fp16,ordered",
+                         [(4, 16, 3, False, False, 64, False, 0), (4, 32, 3, True, False, 64, False, 0),
+                          (4, 32, 2, False, True, 16, False, 0), (4, 16, 1, True, True, 1, True, 0),
+                          (4, 32, 3, True, True, 64, True, 0), (6, 16, 2, False, False, 64, False, 1),
+                          (6, 32, 4, True, False, 64, False, 1), (6, 32, 1, False, True, 16, False, 0),
+                          (6, 16, 3, True, True, 1, True, 0), (6, 64, 1, True, False, 64, False, 1),
+                          (6, 64, 1, False, True, 16, True, 0)])
+def test_offline_fp8_kernel_compile(gluon, block_h, stages, causal, one_split, page, fp16, ordered):
     args = ["--gluon", str(gluon), "--block-n", "64", "--block-h", str(block_h), "--stages", str(stages),
             "--page", str(page)]
-    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--fp16"] * fp16)
+    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--fp16"] * fp16
+                 + ["--ordered"] * ordered)
+    assert r["ordered"] == bool(ordered), r
     # Per 64-token tile, with the tokens on M and the rows on N: S^T over 576 dims in k16 steps (36), then O^T, 512
     # dims in 64-row blocks over the tile's 64 tokens in k16 steps (32). 16-bit operands: m64nBLOCK_Hk16.
     # At 64 rows (gluon=6, two warpgroups) the count is per warpgroup and 64 of a tile's 128 tokens.
@@ -228,8 +231,8 @@ def test_fp8_sweep_times_the_fp8_gluon_kernels_only_where_they_apply():
 @pytest.mark.parametrize("gluon,block_h", [(4, 16), (6, 16), (6, 64)])  # gluon=6 at 64 rows: 8 warps, 128 tokens
 def test_fp8_launch_passes_what_the_kernel_reads(gluon, block_h, splits, seqlens, monkeypatch, seed):
     """launch()'s call of gluon=4 or 6 (the same signature), checked without a GPU: its arguments bound by name to the kernel's signature drive
-    an emulation of the kernel's contract (one program per (row group, split, sequence): tokens [start, end) of the
-    split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
+    an emulation of the kernel's contract (one program per (row group, split, sequence), or for gluon=6 with a piece
+    order one per (row group, ORD entry): tokens [start, end) of the split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
     partials then go through the real combine (interpreted). Catches argument order, strides, the k_scale pointer,
     the grid and the partials' units; the kernel's own code is checked offline (above) and on the GPU (below)."""
     import inspect
@@ -244,47 +247,54 @@ def test_fp8_launch_passes_what_the_kernel_reads(gluon, block_h, splits, seqlens
             a = sig.bind(*args, **{k: v for k, v in kw.items() if k != "num_warps"}).arguments
             assert kw["num_warps"] == (8 if block_h == 64 else 4) and a["BLOCK_N"] == (128 if block_h == 64 else 64)
             assert a["KV"].dtype == torch.uint8 and a["KSCALE"].numel() == 1
-            calls.append(grid)
+            calls.append(bool(a.get("ORDERED")))
             H, S_Q, rows = a["H"], a["S_Q"], a["H"] * a["S_Q"]
-            assert grid == (-(-rows // a["BLOCK_H"]), a["num_splits"], a["Q"].shape[0])
-            batch, dev = grid[2], a["Q"].device
+            groups, splits, batch = -(-rows // a["BLOCK_H"]), a["num_splits"], a["Q"].shape[0]
+            pieces = [(b, sp) for b in range(batch) for sp in range(splits)]
+            if a.get("ORDERED"):  # gluon=6 with an order: a 1-D grid, program i on piece ORD[i // groups]
+                assert grid == (groups * splits * batch,)
+                order = a["ORD"].tolist()
+                assert sorted(order) == list(range(splits * batch))
+                pieces = [divmod(w, splits) for w in order]
+            else:
+                assert grid == (groups, splits, batch)
+            dev = a["Q"].device
             q = torch.as_strided(a["Q"], (batch, S_Q, H, 576), (a["stride_qb"], a["stride_qs"], a["stride_qh"], 1))
             kv = a["KV"].view(torch.float8_e4m3fn).float()
             ks = float(a["KSCALE"].reshape(()))
-            for b in range(batch):
+            for b, split in pieces:
                 seqlen = int(a["SEQ"][b])
-                for split in range(grid[1]):
-                    start = split * a["split_len"]
-                    end = seqlen if split == grid[1] - 1 else min(start + a["split_len"], seqlen)
-                    if not a["ONE_SPLIT"] and start >= seqlen:
-                        continue
-                    t = torch.arange(start, max(start, end), device=dev)
-                    blk = a["BT"].flatten()[b * a["stride_btb"] + (t // a["PAGE"]).long()].long()
-                    off = (blk[:, None] * a["stride_kb"] + (t % a["PAGE"])[:, None] * a["stride_kt"]
-                           + torch.arange(576, device=dev))
-                    k = kv.flatten()[off] * ks  # [tokens, 576]
-                    qr = q[b].reshape(rows, 576).float()  # row = s * H + h
-                    x = qr @ k.T * a["scale_log2"]  # log2 units
-                    if a["CAUSAL"]:
-                        limit = seqlen - S_Q + 1 + torch.arange(rows, device=dev) // H
-                        x = x.masked_fill(t[None, :] >= limit[:, None], -math.inf)
-                    m = x.max(1).values.clamp_min(-1e30) if len(t) else torch.full((rows,), -1e30, device=dev)
-                    p = torch.exp2(x - m[:, None])
-                    lsum = p.sum(1)
-                    o = (p @ k[:, :512]) / lsum.clamp_min(1e-30)[:, None]
-                    lse2 = torch.where(lsum > 0, m + torch.log2(lsum.clamp_min(1e-30)), -math.inf)
-                    if a["ONE_SPLIT"]:
-                        out = torch.as_strided(a["OUT"], (batch, S_Q, H, 512),
-                                               (a["stride_ob"], a["stride_os"], a["stride_oh"], 1))
-                        lse = torch.as_strided(a["LSE"], (batch, H, S_Q), (a["stride_lb"], a["stride_lh"], 1))
-                        out[b] = o.reshape(S_Q, H, 512).to(out.dtype)
-                        lse[b] = torch.where(lsum > 0, lse2 * math.log(2), math.inf).reshape(S_Q, H).T
-                    else:
-                        op = torch.as_strided(a["OP"], (batch, rows, grid[1], 512),
-                                              (a["stride_opb"], a["stride_opr"], a["stride_ops"], 1))
-                        lp = torch.as_strided(a["LP"], (batch, rows, grid[1]), (a["stride_lpb"], a["stride_lpr"], 1))
-                        op[b, :, split] = o
-                        lp[b, :, split] = lse2
+                start = split * a["split_len"]
+                end = seqlen if split == splits - 1 else min(start + a["split_len"], seqlen)
+                if not a["ONE_SPLIT"] and start >= seqlen:
+                    continue
+                t = torch.arange(start, max(start, end), device=dev)
+                blk = a["BT"].flatten()[b * a["stride_btb"] + (t // a["PAGE"]).long()].long()
+                off = (blk[:, None] * a["stride_kb"] + (t % a["PAGE"])[:, None] * a["stride_kt"]
+                       + torch.arange(576, device=dev))
+                k = kv.flatten()[off] * ks  # [tokens, 576]
+                qr = q[b].reshape(rows, 576).float()  # row = s * H + h
+                x = qr @ k.T * a["scale_log2"]  # log2 units
+                if a["CAUSAL"]:
+                    limit = seqlen - S_Q + 1 + torch.arange(rows, device=dev) // H
+                    x = x.masked_fill(t[None, :] >= limit[:, None], -math.inf)
+                m = x.max(1).values.clamp_min(-1e30) if len(t) else torch.full((rows,), -1e30, device=dev)
+                p = torch.exp2(x - m[:, None])
+                lsum = p.sum(1)
+                o = (p @ k[:, :512]) / lsum.clamp_min(1e-30)[:, None]
+                lse2 = torch.where(lsum > 0, m + torch.log2(lsum.clamp_min(1e-30)), -math.inf)
+                if a["ONE_SPLIT"]:
+                    out = torch.as_strided(a["OUT"], (batch, S_Q, H, 512),
+                                           (a["stride_ob"], a["stride_os"], a["stride_oh"], 1))
+                    lse = torch.as_strided(a["LSE"], (batch, H, S_Q), (a["stride_lb"], a["stride_lh"], 1))
+                    out[b] = o.reshape(S_Q, H, 512).to(out.dtype)
+                    lse[b] = torch.where(lsum > 0, lse2 * math.log(2), math.inf).reshape(S_Q, H).T
+                else:
+                    op = torch.as_strided(a["OP"], (batch, rows, splits, 512),
+                                          (a["stride_opb"], a["stride_opr"], a["stride_ops"], 1))
+                    lp = torch.as_strided(a["LP"], (batch, rows, splits), (a["stride_lpb"], a["stride_lpr"], 1))
+                    op[b, :, split] = o
+                    lp[b, :, split] = lse2
         return run
 
     monkeypatch.setattr(md, name, type("Emulated", (), {"__getitem__": lambda self, g: emulate(g)})())
@@ -294,6 +304,7 @@ def test_fp8_launch_passes_what_the_kernel_reads(gluon, block_h, splits, seqlens
                  num_stages=1 if wide else 2, gluon=gluon)
     out, lse, got = run_poisoned(case, cfg, causal=True)
     assert calls and (got == 1) == (splits == 1)
+    assert calls == [gluon == 6 and splits > 1]  # gluon=6 takes uneven batches' pieces longest first (schedule())
     compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"emulated gluon={gluon}, {got} splits")
 
 
@@ -409,6 +420,26 @@ def test_fp8_kernel_against_reference(cfg, page, h_q, s_q, seed):
     case = make_case([37, 0, 1, 64, 129, 700, 2100], h_q=h_q, s_q=s_q, page=page, kv_format="fp8", seed=seed)
     out, lse, _ = run_poisoned(case, cfg, causal=s_q > 1)
     compare(out, lse, *reference(case, causal=s_q > 1), 1e-2, 1e-4, tag=cfg.key())  # as tight as bf16 caches
+
+
+@on_sm90
+@pytest.mark.parametrize("order", ["none", "schedule", "shuffled"])
+@pytest.mark.parametrize("block_h,s_q", [(16, 1), (32, 2), (64, 1)])
+def test_fp8r_any_piece_order_is_correct(order, block_h, s_q, seed):
+    # gluon=6 takes an uneven batch's pieces longest first (schedule()); batch order (a 3-D grid), that order and a
+    # random permutation of the pieces must all be right
+    wide = block_h == 64
+    cfg = Config(block_n=128 if wide else 64, block_h=block_h, num_splits=3, num_warps=8 if wide else 4,
+                 num_stages=1 if wide else 2, gluon=6)
+    h_q = 64 if wide else 16
+    case = make_case([900, 0, 1, 64, 129, 700, 2000, 33], h_q=h_q, s_q=s_q, page=64, kv_format="fp8", seed=seed)
+    perm = None if order == "none" else "schedule"
+    if order == "shuffled":
+        splits = md.resolve_splits(cfg, 8, h_q * s_q, 2000, case.q.device, int(case.cache_seqlens.sum()))
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(8 * splits, generator=g).to(torch.int32).to(case.q.device)
+    out, lse, _ = run_poisoned(case, cfg, causal=s_q > 1, order=perm)
+    compare(out, lse, *reference(case, causal=s_q > 1), 1e-2, 1e-4, tag=f"{cfg.key()} {order}")
 
 
 @on_sm90

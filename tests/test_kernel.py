@@ -381,7 +381,7 @@ def test_uneven_lengths_grow_the_grid(seed):
 
 
 def test_schedule_orders_pieces_longest_first():
-    """gluon=3's piece order: a permutation of every (sequence, split) piece, longest first, ties in batch
+    """gluon 3 and 6's piece order: a permutation of every (sequence, split) piece, longest first, ties in batch
     order; the last split takes the tail. Other kernels get no order."""
     from mlatune.kernels.mla_decode import schedule, split_length
 
@@ -402,8 +402,10 @@ def test_schedule_orders_pieces_longest_first():
     ties = [w for n, w in piece if n == 0]
     assert ties == sorted(ties)  # stable: empty pieces keep batch order
     assert sum(n for n, _ in piece) == int(lens.sum())
-    for g in (0, 1):
+    for g in (0, 1, 4):
         assert schedule(Config(gluon=g), lens, splits, max_seqlen) is None
+    g6 = Config(block_n=64, block_h=16, num_splits=2, num_warps=4, num_stages=2, gluon=6)  # the fp8 kernel takes it too
+    assert torch.equal(schedule(g6, lens, splits, max_seqlen), order)
     assert schedule(cfg, torch.full((4,), 300), splits, 300, total_tokens=1200) is None  # equal lengths: batch order
     assert schedule(cfg, lens, splits, max_seqlen, total_tokens=int(lens.sum())) is not None
 
