@@ -66,9 +66,10 @@ def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
         # The offline sm_90 compiles take exactly this at block_h 32 (225,792 bytes with three stages), 256 less at 16.
         return (cfg.num_stages * cfg.block_n * D_QK + cfg.block_n * D_QK * 2 + cfg.block_h * D_QK * 2
                 + cfg.block_n * cfg.block_h * 2 + 512)
-    if cfg.gluon == 6:  # fp8 stages, q, P^T, scratch; the offline sm_90 compiles take 57,600 bytes (16 rows, one stage)
-        # to 188,928 (32 rows, four stages), 512 or 256 under this; 165,888 at 64 rows (8 warps), 512 under
-        scratch = 2048 if cfg.block_h == 64 else 768
+    if cfg.gluon == 6:  # fp8 stages, q, P^T, scratch (on one warpgroup also the row maxima, two [4, block_h] fp32
+        # buffers); the offline sm_90 compiles take 57,856 bytes (16 rows, one stage) to 189,440 (32 rows, four stages),
+        # 768 or 512 under this; 165,888 at 64 rows (8 warps), 512 under
+        scratch = 2048 if cfg.block_h == 64 else 768 + 32 * cfg.block_h
         return cfg.num_stages * cfg.block_n * D_QK + cfg.block_h * D_QK * 2 + cfg.block_n * cfg.block_h * 2 + scratch
     if cfg.gluon in (3, 5):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
         # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.

@@ -65,6 +65,23 @@ V_PAIRS8 = gl.DistributedLinearLayout(
 
 
 @gluon.jit
+def _softmax_w(s, qk_scale, t, end, limit, m_i, red, mx_l: gl.constexpr, col_l: gl.constexpr, CAUSAL: gl.constexpr,
+               BLOCK_N: gl.constexpr, BLOCK_H: gl.constexpr):
+    """_softmax_step with the row maxima across the four warps exchanged through red ([4, BLOCK_H] fp32 in shared
+    memory, one of two buffers by tile parity, so that no barrier guards its reuse) behind one barrier."""
+    keep = gl.expand_dims(t < end, 1)
+    if CAUSAL:
+        keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
+    x = gl.where(keep, s * qk_scale, float("-inf"))
+    red.store(gl.max(gl.reshape(x, [4, BLOCK_N // 4, BLOCK_H]), 1))
+    gl.thread_barrier()
+    m_new = gl.maximum(m_i, gl.convert_layout(gl.max(red.load(mx_l), 0), col_l))
+    alpha = gl.exp2(m_i - m_new)
+    p = gl.exp2(x - gl.expand_dims(m_new, 0))
+    return p, alpha, m_new
+
+
+@gluon.jit
 def _to_k(v, T: gl.constexpr, W: gl.constexpr, a_l: gl.constexpr):
     """Relabel a converted [T tokens, W] tile from physical to logical dims (e + 2f + 4kappa + (W/4)tq ->
     16kappa + 8f + 2tq + e) and hand it to the wgmma as its A operand: no data moves between threads."""
@@ -201,14 +218,18 @@ def split_kernel_fp8r(
     m_i = gl.full([BLOCK_H], NEG_INIT, gl.float32, col_l)
     o = gl.zeros([DV, BLOCK_H], gl.float32, mma_l)
     s_zero = gl.zeros([BLOCK_N, BLOCK_H], gl.float32, mma_l)
-    # At 16 rows (QUEUE), two things that cost registers, which 32 rows do not have to spare (they spill; measured
-    # slower there, faster at 16 rows, runs/2026-11-28-fp8-registers): row sums kept per warp (a warp holds 16 of
-    # a tile's tokens: no cross-warp reduction per tile, one at the end), and S^T's MMAs queued one group deep.
+    # On one warpgroup no row sum or maximum crosses the warps through the compiler's reductions (two barriers
+    # each): row sums are kept per warp (a warp holds 16 of a tile's tokens; one cross-warp sum at the end), and the
+    # tile's row maxima go through shared memory behind one barrier (_softmax_w). Together 6% faster at 16 and 32
+    # rows (runs/2026-11-28-fp8-prefetch).
+    WSUM: gl.constexpr = WG == 1
+    # At 16 rows (QUEUE) S^T's MMAs are queued one group deep: it costs registers, which 32 rows do not have to spare
+    # (they spill; measured slower there, faster at 16 rows, runs/2026-11-28-fp8-registers).
     QUEUE: gl.constexpr = BLOCK_H == 16
     # At 64 rows (two warpgroups) the O^T accumulator takes 128 registers a thread: one S^T operand at a time.
     SERIAL: gl.constexpr = WG == 2
     w_l: gl.constexpr = gl.SliceLayout(1, gl.reshape(s_zero, [4, BLOCK_N // 4, BLOCK_H]).type.layout)
-    if QUEUE:
+    if WSUM:
         l_w = gl.zeros([4, BLOCK_H], gl.float32, w_l)
     else:
         l_i = gl.zeros([BLOCK_H], gl.float32, col_l)
@@ -217,6 +238,13 @@ def split_kernel_fp8r(
     # converted, so the reads' latency hides behind the conversions (about 7 registers; 4-6% faster at 16 rows,
     # runs/2026-11-28-fp8-prefetch; at 32 rows it spills and gains nothing).
     PF: gl.constexpr = QUEUE
+    if WSUM:
+        red = gl.allocate_shared_memory(gl.float32, [2, 4, BLOCK_H], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
+    # [4 warps, BLOCK_H rows], a thread holding the four warps' values of its rows (as col_l holds the rows)
+    mx_l: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=[[0, 1], [0, 8]] + ([[0, 16]] if BLOCK_H == 32 else []) + [[1, 0], [2, 0]],
+        lane_bases=[[0, 2], [0, 4], [0, 0], [0, 0], [0, 0]], warp_bases=[[0, 0]] * (2 * WG), block_bases=[],
+        shape=[4, BLOCK_H])
     for i in range(n_tiles):
         t0 = start + i * BLOCK_N
         # tile i's fp8 stage is ready; tile i-1's stage and P^T are free
@@ -270,8 +298,12 @@ def split_kernel_fp8r(
         if PF:
             yv = lat.slice(0, 16, dim=0).load(v_ld)  # V^T's first chunk, read while the softmax runs
 
-        p, alpha, m_i = _softmax_step(s, qk_scale, t0 + toks, end, limit, m_i, CAUSAL)
-        if QUEUE:
+        if WSUM:
+            p, alpha, m_i = _softmax_w(s, qk_scale, t0 + toks, end, limit, m_i, red.index(i % 2), mx_l, col_l, CAUSAL,
+                                       BLOCK_N, BLOCK_H)
+        else:
+            p, alpha, m_i = _softmax_step(s, qk_scale, t0 + toks, end, limit, m_i, CAUSAL)
+        if WSUM:
             l_w = l_w * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(0, w_l)), 0) \
                 + gl.sum(gl.reshape(p, [4, BLOCK_N // 4, BLOCK_H]), 1)
         else:
@@ -304,7 +336,7 @@ def split_kernel_fp8r(
         o, v = warpgroup_mma_wait(0, deps=[o, v])
 
     async_copy.wait_group(0)
-    if QUEUE:
+    if WSUM:
         l_i = gl.convert_layout(gl.sum(l_w, 0), col_l)
     out_l: gl.constexpr = gl.BlockedLayout([4, 1], [32, 1], [1, 4 * WG], [0, 1])
     o_ptr, ok2, inv = _finish(l_i, m_i, k_scale, rows, pid_h, b, split, OUT, LSE, OP, LP, stride_ob, stride_os,
