@@ -68,7 +68,7 @@ V_PAIRS8 = gl.DistributedLinearLayout(
 def _softmax_w(s, qk_scale, t, end, limit, m_i, red, mx_l: gl.constexpr, col_l: gl.constexpr, CAUSAL: gl.constexpr,
                BLOCK_N: gl.constexpr, BLOCK_H: gl.constexpr):
     """_softmax_step with the row maxima across the four warps exchanged through red ([4, BLOCK_H] fp32 in shared
-    memory, one of two buffers by tile parity, so that no barrier guards its reuse) behind one barrier."""
+    memory; the kernel alternates two by tile parity) behind one barrier."""
     keep = gl.expand_dims(t < end, 1)
     if CAUSAL:
         keep = keep & (gl.expand_dims(t, 1) < gl.expand_dims(limit, 0))
@@ -240,11 +240,11 @@ def split_kernel_fp8r(
     PF: gl.constexpr = QUEUE
     if WSUM:
         red = gl.allocate_shared_memory(gl.float32, [2, 4, BLOCK_H], gl.SwizzledSharedLayout(1, 1, 1, [1, 0]))
-    # [4 warps, BLOCK_H rows], a thread holding the four warps' values of its rows (as col_l holds the rows)
-    mx_l: gl.constexpr = gl.DistributedLinearLayout(
-        reg_bases=[[0, 1], [0, 8]] + ([[0, 16]] if BLOCK_H == 32 else []) + [[1, 0], [2, 0]],
-        lane_bases=[[0, 2], [0, 4], [0, 0], [0, 0], [0, 0]], warp_bases=[[0, 0]] * (2 * WG), block_bases=[],
-        shape=[4, BLOCK_H])
+        # [4 warps, BLOCK_H rows], a thread holding the four warps' values of its rows (as col_l holds the rows)
+        mx_l: gl.constexpr = gl.DistributedLinearLayout(
+            reg_bases=[[0, 1], [0, 8]] + ([[0, 16]] if BLOCK_H == 32 else []) + [[1, 0], [2, 0]],
+            lane_bases=[[0, 2], [0, 4], [0, 0], [0, 0], [0, 0]], warp_bases=[[0, 0], [0, 0]], block_bases=[],
+            shape=[4, BLOCK_H])
     for i in range(n_tiles):
         t0 = start + i * BLOCK_N
         # tile i's fp8 stage is ready; tile i-1's stage and P^T are free

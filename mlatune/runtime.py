@@ -144,7 +144,7 @@ class Plan:
     out: torch.Tensor  # [batch, s_q, h_q, 512], overwritten by each run()
     lse: torch.Tensor  # [batch, h_q, s_q] fp32, overwritten by each run()
     partials: tuple | None  # split-KV partial outputs and lse, when splits > 1
-    order: object = None  # gluon=3's piece order or gluon=5's segments (schedule()), when plan() saw the seqlens
+    order: object = None  # gluon 3 and 6's piece order or gluon=5's segments (schedule()), when plan() saw the seqlens
     checked: bool = False  # the first run() validates inputs fully
     q_shape: tuple = field(init=False)  # what run() expects, precomputed for the per-call check
     kv_dtype: torch.dtype = field(init=False)
@@ -167,10 +167,10 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     total_tokens (the sum of the seqlens), when given, balances uneven lengths: splits are sized from the mean
     so that long sequences get more programs, and the table is looked up at the mean length.
     cache_seqlens (or a max_seqlen given as that tensor) also orders the programs of the seesaw kernel
-    (gluon=3) longest piece first, built on the device without a sync. The order only balances: runs with
-    other seqlens stay correct. The persistent seesaw kernel (gluon=5) plans its segments from them on the
-    host (one sync); the plan balances these seqlens and stays correct for others (each sequence's last
-    segment runs to its length at run time). Without cache_seqlens a gluon=5 pick runs as gluon=3.
+    (gluon=3) and the fp8 register-dequant kernel (gluon=6) longest piece first, built on the device without a
+    sync. The order only balances: runs with other seqlens stay correct. The persistent seesaw kernel (gluon=5)
+    plans its segments from them on the host (one sync); the plan balances these seqlens and stays correct for
+    others (each sequence's last segment runs to its length at run time). Without cache_seqlens a gluon=5 pick runs as gluon=3.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")
