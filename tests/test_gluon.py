@@ -243,8 +243,9 @@ def test_fp8_sweep_times_the_fp8_gluon_kernels_only_where_they_apply():
 def test_fp8_launch_passes_what_the_kernel_reads(gluon, block_h, splits, seqlens, monkeypatch, seed):
     """launch()'s call of gluon=4 or 6 (the same signature), checked without a GPU: its arguments bound by name to the kernel's signature drive
     an emulation of the kernel's contract (one program per (row group, split, sequence), or for gluon=6 with a piece
-    order one per (row group, ORD entry): tokens [start, end) of the split, scores scaled by k_scale, out and lse in natural log with one split, else fp32 partials and log2 lse), whose
-    partials then go through the real combine (interpreted). Catches argument order, strides, the k_scale pointer,
+    order one per (row group, ORD entry): tokens [start, end) of the split, scores scaled by k_scale, out and lse in
+    natural log with one split, else fp32 partials and log2 lse), whose partials then go through the real combine
+    (interpreted). Catches argument order, strides, the k_scale pointer,
     the grid and the partials' units; the kernel's own code is checked offline (above) and on the GPU (below)."""
     import inspect
     import math
