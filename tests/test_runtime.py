@@ -183,8 +183,9 @@ def test_flash_mla_compatible_api(dirs):
         rt.get_mla_metadata(x["cache_seqlens"], 16, 2)
 
 
-def test_plan_orders_seesaw_pieces_from_the_seqlens(dirs, monkeypatch):
-    # the seesaw kernel's piece order is planned once, from the seqlens; other kernels, and equal lengths, get none
+def test_plan_orders_pieces_from_the_seqlens(dirs, monkeypatch):
+    # the piece order of the seesaw and fp8 register kernels is planned once, from the seqlens; other kernels, and
+    # equal lengths, get none
     g3 = Config(block_n=64, block_h=64, num_splits=2, num_warps=8, num_stages=2, gluon=3)
     monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (g3, "test"))
     sl = torch.tensor([700, 5, 300, 0], dtype=torch.int32)
@@ -198,6 +199,10 @@ def test_plan_orders_seesaw_pieces_from_the_seqlens(dirs, monkeypatch):
         rt.plan(4, 1, 16, 700, cache_seqlens=sl[:3], page_size=64, device="cpu")
     meta, _ = rt.get_mla_metadata(sl, 16, 1, page_size=64)
     assert next(iter(meta.plans.values())).order is not None
+    g6 = Config(block_n=64, block_h=16, num_splits=2, num_warps=4, num_stages=2, gluon=6)  # the fp8 kernel: the same
+    monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (g6, "test"))
+    p6 = rt.plan(4, 1, 16, sl, kv_format="fp8", page_size=64, device="cpu")
+    assert p6.order is not None and p6.order[0].item() // p6.splits == 0
     monkeypatch.setattr(rt, "choose_config", lambda *a, **k: (Config(), "test"))
     assert rt.plan(4, 1, 16, sl, page_size=64, device="cpu").order is None
 
