@@ -86,15 +86,23 @@ def _issue_tile(KV, BT, lat8, rope8, b, t0, end, stride_kb, stride_kt, stride_bt
 
 
 @gluon.jit
-def _bounds(SEQ, num_splits, split_len):
-    """This program's sequence and split (grid axes 2 and 1), the sequence's length and the split's tokens
-    [start, end): the last split takes the rest."""
-    split = gl.program_id(1)
-    b = gl.program_id(2).to(gl.int64)
+def _bounds(SEQ, ORD, num_splits, split_len, groups, ORDERED: gl.constexpr):
+    """This program's row group, sequence and split, the sequence's length and the split's tokens [start, end): the
+    last split takes the rest. A 3-D grid (row group, split, sequence), or with ORDERED a 1-D grid whose program i
+    takes row group i % groups of the piece b * num_splits + split listed at ORD[i // groups]."""
+    if ORDERED:
+        pid_h = gl.program_id(0) % groups
+        piece = gl.load(ORD + gl.program_id(0) // groups)
+        split = piece % num_splits
+        b = (piece // num_splits).to(gl.int64)
+    else:
+        pid_h = gl.program_id(0)
+        split = gl.program_id(1)
+        b = gl.program_id(2).to(gl.int64)
     seqlen = gl.load(SEQ + b)
     start = split * split_len
     end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
-    return b, split, seqlen, start, end
+    return pid_h, b, split, seqlen, start, end
 
 
 @gluon.jit
@@ -221,8 +229,7 @@ def split_kernel_fp8(
     dqr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4, 1], [1, 0])
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
 
-    pid_h = gl.program_id(0)
-    b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
+    pid_h, b, split, seqlen, start, end = _bounds(SEQ, SEQ, num_splits, split_len, 1, False)
     if not ONE_SPLIT:
         if start >= seqlen:
             return  # the combine skips splits past the sequence's end

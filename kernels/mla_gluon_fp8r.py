@@ -158,18 +158,8 @@ def split_kernel_fp8r(
     cpr: gl.constexpr = gl.BlockedLayout([1, 16], [8, 4], [4 * WG, 1], [1, 0])
     ldq: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4 * WG, 1], [1, 0])
 
-    if ORDERED:
-        groups = (H * S_Q + BLOCK_H - 1) // BLOCK_H
-        pid_h = gl.program_id(0) % groups
-        piece = gl.load(ORD + gl.program_id(0) // groups)
-        split = piece % num_splits
-        b = (piece // num_splits).to(gl.int64)
-        seqlen = gl.load(SEQ + b)
-        start = split * split_len
-        end = gl.where(split == num_splits - 1, seqlen, gl.minimum(start + split_len, seqlen))
-    else:
-        pid_h = gl.program_id(0)
-        b, split, seqlen, start, end = _bounds(SEQ, num_splits, split_len)
+    pid_h, b, split, seqlen, start, end = _bounds(SEQ, ORD, num_splits, split_len, (H * S_Q + BLOCK_H - 1) // BLOCK_H,
+                                                  ORDERED)
     if not ONE_SPLIT:
         if start >= seqlen:
             return  # the combine skips splits past the sequence's end
