@@ -121,7 +121,7 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
             pairs += n_pairs
         _finish(o, m, l, l_s, bars.index(8), sph, OP, LP, OUT, LSE, b, gl.maximum(slot, 0), slot < 0, pid_h,
                 H, S_Q, stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
-                stride_lb, stride_lh, WG, False, s_l, o_l)
+                stride_lb, stride_lh, q_l, WG, False, False, s_l, o_l)
 
 
 @gluon.jit

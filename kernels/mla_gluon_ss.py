@@ -109,10 +109,15 @@ def _scores(q_l, q_r, q_rope, k_l, k_r, k_rope, zero):
 @gluon.jit
 def _finish(o, m, l, l_s, bar_l, phase, OP, LP, OUT, LSE, b, split, whole, pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
-            stride_lb, stride_lh, WG: gl.constexpr, ONE_SPLIT: gl.constexpr, s_l: gl.constexpr, o_l: gl.constexpr):
+            stride_lb, stride_lh, stage, WG: gl.constexpr, ONE_SPLIT: gl.constexpr, STAGE: gl.constexpr,
+            s_l: gl.constexpr, o_l: gl.constexpr):
     """Add the two warpgroups' row sums (`bar_l` completes its `phase` when both are in), then normalize and
     store this warpgroup's 256 dims (warpgroup 0 also stores the LSE): to the output where the piece is its
-    whole sequence (the combine skips it), else to the split partials."""
+    whole sequence (the combine skips it), else to the split partials. With STAGE the output goes through `stage`
+    ([64, 256] of q's dtype in shared memory, this warpgroup's q half, which no QK^T reads once both warpgroups are
+    past `bar_l`), so that each thread stores 16-byte runs of a row; from the wgmma layout it would store 4 bytes at
+    a time. The fp32 partials are stored from the wgmma layout: staged (through the tile buffers) they were 2-5%
+    slower. gluon=5 does not stage: it spills there."""
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     l_s.index(WG).store(l)
@@ -122,34 +127,53 @@ def _finish(o, m, l, l_s, bar_l, phase, OP, LP, OUT, LSE, b, split, whole, pid_h
     l = l_s.index(0).load(row_s) + l_s.index(1).load(row_s)
     empty = l == 0.0
     out = o * gl.expand_dims(gl.convert_layout(1.0 / gl.where(empty, 1.0, l), row_o), 1)
-    rows_o = pid_h * 64 + gl.arange(0, 64, layout=row_o)
-    ok_o = gl.expand_dims(rows_o < H * S_Q, 1)
-    dv = gl.expand_dims(WG * 256 + gl.arange(0, 256, layout=gl.SliceLayout(0, o_l)), 0)
     rows = pid_h * 64 + gl.arange(0, 64, layout=row_s)
     ok = rows < H * S_Q
     lse2 = gl.where(empty, float("-inf"), m + gl.log2(gl.where(empty, 1.0, l)))
     if ONE_SPLIT:
-        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
-                   stride_lb, stride_lh, WG)
+        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, pid_h, H, S_Q, stride_ob, stride_os, stride_oh,
+                   stride_lb, stride_lh, stage, WG, STAGE, o_l)
     elif whole:
-        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
-                   stride_lb, stride_lh, WG)
+        _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, pid_h, H, S_Q, stride_ob, stride_os, stride_oh,
+                   stride_lb, stride_lh, stage, WG, STAGE, o_l)
     else:
         if WG == 0:
             gl.store(LP + b * stride_lpb + rows.to(gl.int64) * stride_lpr + split, lse2, mask=ok)
+        rows_o = pid_h * 64 + gl.arange(0, 64, layout=row_o)
         o_off = b * stride_opb + rows_o.to(gl.int64) * stride_opr + split * stride_ops
-        gl.store(OP + gl.expand_dims(o_off, 1) + dv, out, mask=ok_o)
+        dv = WG * 256 + gl.arange(0, 256, layout=gl.SliceLayout(0, o_l))
+        gl.store(OP + gl.expand_dims(o_off, 1) + gl.expand_dims(dv, 0), out, mask=gl.expand_dims(rows_o < H * S_Q, 1))
 
 
 @gluon.jit
-def _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, rows_o, ok_o, dv, H, stride_ob, stride_os, stride_oh,
-               stride_lb, stride_lh, WG: gl.constexpr):
-    """The final output and LSE of a piece that is its whole sequence."""
+def _staged(x, buf, layout: gl.constexpr):
+    """x, passed through the shared memory `buf` into `layout`; every thread of the warpgroup has read it back
+    before any writes `buf` again."""
+    buf.store(x)
+    gl.thread_barrier()
+    y = buf.load(layout)
+    gl.thread_barrier()
+    return y
+
+
+@gluon.jit
+def _store_out(out, lse2, empty, OUT, LSE, b, rows, ok, pid_h, H, S_Q, stride_ob, stride_os, stride_oh,
+               stride_lb, stride_lh, stage, WG: gl.constexpr, STAGE: gl.constexpr, o_l: gl.constexpr):
+    """The final output and LSE of a piece that is its whole sequence (with STAGE, the output through `stage`)."""
     if WG == 0:
         lse = gl.where(empty, float("inf"), lse2 * 0.6931471805599453)
         gl.store(LSE + b * stride_lb + (rows % H) * stride_lh + rows // H, lse, mask=ok)
-    o_off = b * stride_ob + (rows_o // H).to(gl.int64) * stride_os + (rows_o % H).to(gl.int64) * stride_oh
-    gl.store(OUT + gl.expand_dims(o_off, 1) + dv, out.to(OUT.dtype.element_ty), mask=ok_o)
+    if STAGE:
+        st: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [4, 1], [1, 0])
+        val = _staged(out.to(OUT.dtype.element_ty), stage, st)
+        r = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, st))
+        dv = WG * 256 + gl.arange(0, 256, layout=gl.SliceLayout(0, st))
+    else:
+        val = out.to(OUT.dtype.element_ty)
+        r = pid_h * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, o_l))
+        dv = WG * 256 + gl.arange(0, 256, layout=gl.SliceLayout(0, o_l))
+    o_off = b * stride_ob + (r // H).to(gl.int64) * stride_os + (r % H).to(gl.int64) * stride_oh
+    gl.store(OUT + gl.expand_dims(o_off, 1) + gl.expand_dims(dv, 0), val, mask=gl.expand_dims(r < H * S_Q, 1))
 
 
 @gluon.jit
@@ -216,7 +240,7 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
             o, s, m, l = _pair1(a, config, n_pairs - 1, True, o, s, m, l, q_rope, limit, zero, s_l, o_l, p_dot, ld, ldr)
     _finish(o, m, l, l_s, bars.index(8), 0, OP, LP, OUT, LSE, b, split, (start == 0) & (end == seqlen), pid_h, H, S_Q,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr, stride_ob, stride_os, stride_oh,
-            stride_lb, stride_lh, WG, ONE_SPLIT, s_l, o_l)
+            stride_lb, stride_lh, (q_r if WG else q_l).index(0), WG, ONE_SPLIT, True, s_l, o_l)
 
 
 @gluon.jit
