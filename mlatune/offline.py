@@ -104,6 +104,7 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
            version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False) -> dict:
     k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
+    stores = Counter(re.findall(r"\bst\.global((?:\.v\d)?\.b\d+)", k.asm["ptx"]))  # global stores by width
     regs, stack = resources(k.asm["cubin"])
     wide = version == 6 and block_h == 64  # compiled with 8 warps and 128-token tiles
     return dict(gluon=version, block_n=128 if wide else block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16,
@@ -111,7 +112,7 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
                 causal=causal, one_split=one_split, page=page,
                 tma=version in (3, 5) and tma and page % 64 == 0, ordered=version in (3, 6) and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
-                wgmma=dict(wgmma))
+                wgmma=dict(wgmma), stores=dict(stores))
 
 
 def main():
