@@ -1,4 +1,5 @@
-"""Per-program timeline of the seesaw kernel (gluon=3, one split): globaltimer and clock64 stamps at phase edges."""
+"""Per-program timeline of the seesaw kernel (gluon=3, one split): globaltimer and clock64 stamps at phase edges. Run
+from the repository root on an sm_90 GPU, with FlashMLA built to .devscripts/flashmla_sm90.so (python -m mlatune.peer build)."""
 import importlib.util, json, os, subprocess, sys
 import torch
 import triton
