@@ -5,7 +5,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
 
-from .mla_gluon_ss import NEG_INIT, _finish, _load_half, _pair0, _pair1, _scores, _tile_buffers, _zero
+from .mla_gluon_ss import NEG_INIT, _entry, _finish, _load_half, _pair0, _pair1, _scores, _tile_buffers, _zero
 
 # The schedule of FlashMLA's metadata, with the seesaw kernel's tile loop (mla_gluon_ss.py; the code is ours). On the
 # host, plan_segments() (mla_decode.py) cuts the batch's tiles, plus a fixed cost per segment, into one equal share
@@ -83,9 +83,11 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
         o = gl.zeros([64, 256], gl.float32, o_l)
         if n_pairs > 0:  # both warpgroups agree, so every barrier still sees both or neither
             _load_half(KV, BT, KD, RD, lat_mine.index(z), k_rope.index(z), mine0, b, start, end,
-                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
+                       _entry(BT, b, start, end, stride_btb, PAGE),
+                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, ld, ldr)
             _load_half(KV, BT, KD, RD, lat_mine.index(1 + z), k_rope.index(1 + z), mine1, b, start + 64, end,
-                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
+                       _entry(BT, b, start + 64, end, stride_btb, PAGE),
+                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, ld, ldr)
             q_rope = _segment_q(Q, (q_r if WG else q_l).index(z), b, pid_h, H, S_Q, stride_qb, stride_qs, stride_qh,
                                 WG, qr_dot, gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0]))
             fence_async_shared()
@@ -157,5 +159,5 @@ def split_kernel_ps(
             scale_log2, seg0, seg1, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
             stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-    config: gl.constexpr = (PAGE, False, CAUSAL, USE_TMA)
+    config: gl.constexpr = (PAGE, False, CAUSAL, USE_TMA, True)  # EARLY: see _entry
     gl.warp_specialize([(_partition_p, (args, config, 0)), (_partition_p, (args, config, 1))], [4], [256])

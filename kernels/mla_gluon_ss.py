@@ -60,12 +60,25 @@ def _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb,
 
 
 @gluon.jit
-def _load_half(KV, BT, KD, RD, lat, rope, bar, b, t0, end, stride_kb, stride_kt, stride_btb,
-               PAGE: gl.constexpr, RIGHT: gl.constexpr, USE_TMA: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
-    """Load one warpgroup's half of a 64-token tile; `bar` completes when it has landed."""
+def _entry(BT, b, t0, end, stride_btb, PAGE: gl.constexpr):
+    """The block-table entry of the page holding token t0 (or the last live token, past the end). gluon=5's pair
+    loops (EARLY) read it at a pair's start, so that its latency is off the path of the tile request that needs it:
+    2-3% faster there, 0-3% slower in gluon=3 (A/B, runs/2026-11-29-entries)."""
+    return gl.load(BT + b * stride_btb + gl.minimum(t0, end - 1) // PAGE)
+
+
+@gluon.jit
+def _load_half(KV, BT, KD, RD, lat, rope, bar, b, t0, end, entry, stride_kb, stride_kt, stride_btb,
+               PAGE: gl.constexpr, RIGHT: gl.constexpr, USE_TMA: gl.constexpr, EARLY: gl.constexpr,
+               ld: gl.constexpr, ldr: gl.constexpr):
+    """Load one warpgroup's half of a 64-token tile; `bar` completes when it has landed. With EARLY, `entry` is
+    _entry() of t0, read earlier, and the TMA path addresses the tile by it; else it reads the entry here."""
     if USE_TMA:
         if t0 + 64 <= end:  # every row live: TMA, one elected thread per warp issues a 64-dim box
-            row = gl.load(BT + b * stride_btb + t0 // PAGE) * PAGE + t0 % PAGE
+            if EARLY:
+                row = entry * PAGE + t0 % PAGE
+            else:
+                row = gl.load(BT + b * stride_btb + t0 // PAGE) * PAGE + t0 % PAGE
             mbarrier.expect(bar, 64 * 256 * 2 + RIGHT * 64 * 64 * 2)
             tma.async_copy_global_to_shared(KD, [row, RIGHT * 256], bar, lat)
             if RIGHT:
@@ -220,10 +233,10 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
     n_pairs = gl.cdiv(gl.cdiv(end - start, 64), 2)
     if n_pairs > 0:
         lat_mine = k_r if WG else k_l
-        _load_half(KV, BT, KD, RD, lat_mine.index(0), k_rope.index(0), mine0, b, start, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
-        _load_half(KV, BT, KD, RD, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(0), k_rope.index(0), mine0, b, start, end, 0,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end, 0,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, ld, ldr)
         rd = ready1 if WG else ready0
         mbarrier.wait(rd[0], 0)
         mbarrier.wait(rd[1], 0)
@@ -254,12 +267,18 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     PAGE: gl.constexpr = config[0]
     CAUSAL: gl.constexpr = config[2]
     USE_TMA: gl.constexpr = config[3]
+    EARLY: gl.constexpr = config[4]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     ph = j & 1
     t0 = start + j * 128
     z = _zero(j)
+    e2 = 0
+    e3 = 0
+    if EARLY and not LAST:  # the block-table entries of the tiles this pair requests (2j+2 and 2j+3), read now
+        e2 = _entry(BT, b, t0 + 128, end, stride_btb, PAGE)
+        e3 = _entry(BT, b, t0 + 192, end, stride_btb, PAGE)
 
     x = _masked(s, t0, end, limit, scale_log2, CAUSAL, s_l)
     m0 = gl.maximum(m, gl.max(x, 1))
@@ -276,8 +295,8 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     o = warpgroup_mma(pb, k_l.index(z), o, is_async=True)
     o, pb = warpgroup_mma_wait(0, deps=[o, pb])
     if not LAST:  # buffer 0's left half has no readers left: fetch tile 2j+2's
-        _load_half(KV, BT, KD, RD, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end, e2,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, ld, ldr)
 
     mbarrier.wait(bars.index(5), ph)  # wg1's max m1 and its factor e^(m0-m1)
     m = m_s.index(1).load(row_s)
@@ -300,8 +319,8 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
         s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
         o = warpgroup_mma_wait(1, deps=[o])
         # buffer 1's left half has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end, e3,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, ld, ldr)
         mbarrier.wait(bars.index(1), ph ^ 1)
         fence_async_shared()
         s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
@@ -321,12 +340,18 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     PAGE: gl.constexpr = config[0]
     CAUSAL: gl.constexpr = config[2]
     USE_TMA: gl.constexpr = config[3]
+    EARLY: gl.constexpr = config[4]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     ph = j & 1
     t0 = start + j * 128 + 64
     z = _zero(j)
+    e2 = 0
+    e3 = 0
+    if EARLY and not LAST:  # the block-table entries of the tiles this pair requests (2j+3 and 2j+2), read now
+        e3 = _entry(BT, b, t0 + 128, end, stride_btb, PAGE)
+        e2 = _entry(BT, b, t0 + 64, end, stride_btb, PAGE)
 
     mbarrier.wait(bars.index(4), ph)  # wg0's max m0 and its factor e^(m-m0)
     m0 = m_s.index(0).load(row_s)
@@ -357,12 +382,12 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     else:
         o, pd = warpgroup_mma_wait(1, deps=[o, pd])
         # buffer 1's right half (and rope) has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, KD, RD, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end, e3,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, ld, ldr)
         o = warpgroup_mma_wait(0, deps=[o])
         # buffer 0's right half: tile 2j+2's
-        _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end, e2,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, ld, ldr)
         # Tile 2j+3's right half (loaded by this warpgroup) first; its left half comes from wg0, late in the pair.
         mbarrier.wait(bars.index(3), ph ^ 1)
         fence_async_shared()
@@ -457,7 +482,7 @@ def split_kernel_ss(
             seqlen, start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
             stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL, USE_TMA)
+    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL, USE_TMA, False)  # EARLY: see _entry
     gl.warp_specialize([(_partition, (args, config, 0)), (_partition, (args, config, 1))], [4], [256])
 
 
