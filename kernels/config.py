@@ -29,7 +29,8 @@ class Config:
     #                 3 gives whole tiles to alternate warpgroups (FlashMLA's seesaw, mla_gluon_ss.py); 4 is for the
     #                 per-tensor fp8 cache: 16 or 32 rows, tiles dequantized to bf16 in shared memory, S^T = K Q^T
     #                 (mla_gluon_fp8.py); 5 is 3 as one program per SM part over a balanced segment plan (mla_gluon_ps.py);
-    #                 6 is 4 with both matmuls' fp8 tiles dequantized into registers, no bf16 tile (mla_gluon_fp8r.py)
+    #                 6 is 4 with both matmuls' fp8 tiles dequantized into registers, no bf16 tile (mla_gluon_fp8r.py);
+    #                 7 is 5 with an mbarrier per 64-dim chunk of each tile half, so QK^T starts on a chunk as it lands
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,9 +72,11 @@ def smem_estimate(cfg: Config, kv_format: str = "bf16") -> int:
         # 768 or 512 under this; 165,888 at 64 rows (8 warps), 512 under
         scratch = 2048 if cfg.block_h == 64 else 768 + 32 * cfg.block_h
         return cfg.num_stages * cfg.block_n * D_QK + cfg.block_h * D_QK * 2 + cfg.block_n * cfg.block_h * 2 + scratch
-    if cfg.gluon in (3, 5):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
-        # partitions' captures (stages fixed). The offline sm_90 compile takes 231,292 bytes; this says 231,424.
-        return cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
+    if cfg.gluon in (3, 5, 7):  # q latent, two whole tiles, P0 and P1; 2 KB for row maxima/factors/sums, mbarriers and the
+        # partitions' captures (stages fixed), and gluon=7's 16 chunk mbarriers. The offline sm_90 compiles take 231,292
+        # (3), 231,332 (5) and 231,444 bytes (7); this says 231,424 and 231,552.
+        return (cfg.block_h * D_LATENT * 2 + 2 * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 2 + 2048
+                + (128 if cfg.gluon == 7 else 0))
     if cfg.gluon == 2:  # KV stages, the two partial score tiles (fp32), P, q's rope dims, row factors
         return (cfg.num_stages * cfg.block_n * D_QK * 2 + 2 * cfg.block_h * cfg.block_n * 4 + cfg.block_h * cfg.block_n * 2
                 + cfg.block_h * D_ROPE * 2 + 512)
@@ -114,8 +117,8 @@ def check_config(cfg: Config, kv_format: str = "bf16", smem_limit: int | None = 
         bad.append(f"qk_fp8={cfg.qk_fp8}: must be 0 or 1")
     elif cfg.qk_fp8 and kv_format != "fp8":
         bad.append(f"qk_fp8=1 needs the per-tensor fp8 cache (kv_format 'fp8'), not {kv_format!r}")
-    if cfg.gluon not in (0, 1, 2, 3, 4, 5, 6):
-        bad.append(f"gluon={cfg.gluon}: must be 0, 1, 2, 3, 4, 5 or 6")
+    if cfg.gluon not in (0, 1, 2, 3, 4, 5, 6, 7):
+        bad.append(f"gluon={cfg.gluon}: must be 0 to 7")
     elif cfg.gluon:
         bad += _gluon_rules(cfg, kv_format, sm90)
     if bad:
@@ -145,9 +148,9 @@ def _gluon_rules(cfg: Config, kv_format: str, sm90: bool | None) -> list[str]:
     if cfg.block_h != 64 or cfg.num_warps != 8:
         bad.append(f"{g} runs 64 rows on two warpgroups: needs block_h=64 and num_warps=8, "
                    f"got block_h={cfg.block_h}, num_warps={cfg.num_warps}")
-    if cfg.gluon == 5 and cfg.num_splits != 0:
+    if persistent(cfg) and cfg.num_splits != 0:
         bad.append(f"{g} plans its own segments from the sequence lengths: needs num_splits=0, got {cfg.num_splits}")
-    if cfg.gluon in (3, 5) and (cfg.block_n, cfg.num_stages) != (64, 2):
+    if cfg.gluon in (3, 5, 7) and (cfg.block_n, cfg.num_stages) != (64, 2):
         bad.append(f"{g} works on pairs of 64-token tiles, two buffers: needs block_n=64 and num_stages=2, "
                    f"got block_n={cfg.block_n}, num_stages={cfg.num_stages}")
     elif cfg.block_n not in (32, 64):
@@ -182,6 +185,11 @@ def _gluon_fp8_rules(cfg: Config, kv_format: str) -> list[str]:
     return bad
 
 
+def persistent(cfg: Config) -> bool:
+    """The persistent seesaw kernel (gluon 5, and 7 with chunked tile barriers): it plans its own segments."""
+    return cfg.gluon in (5, 7)
+
+
 def takes_order(cfg: Config) -> bool:
     """The kernel can take its (sequence, split) pieces in a given order (schedule()): gluon 3 and 6."""
     return cfg.gluon in (3, 6)
@@ -209,7 +217,7 @@ def source_hash() -> str:
     parts = [md._split_kernel.fn, md._e4m3_to_f16.fn, md._q_chunk.fn, md._k_chunk.fn, md._combine_kernel.fn,
              md.launch, md.schedule, md.split_length, md.resolve_splits, md.kv_views, md.plan_segments,
              md._launch_persistent, md.Segments,
-             auto_splits, takes_order, Config, _gluon_rules, _gluon_fp8_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
+             auto_splits, persistent, takes_order, Config, _gluon_rules, _gluon_fp8_rules, fp8.quantize_flashmla, fp8.quantize_per_tensor]
     h = hashlib.sha256()
     for obj in parts:
         h.update(inspect.getsource(obj).encode())

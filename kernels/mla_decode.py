@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config, takes_order
+from .config import D_LATENT, D_QK, D_ROPE, FP8_LAYOUT_BYTES, Config, auto_splits, check_config, persistent, takes_order
 
 # The Gluon sm_90 kernels: Triton 3.6 or later
 split_kernel_sm90 = split_kernel_ws = split_kernel_ss = split_kernel_ps = split_kernel_fp8 = split_kernel_fp8r = None
@@ -440,7 +440,7 @@ def resolve_splits(cfg: Config, batch: int, rows: int, max_seqlen: int, device: 
     average sequence; with total_tokens known and lengths uneven, the grid grows so that each split holds
     about total / (batch * per_seq) tokens and long sequences get more programs, as FlashMLA's scheduler
     balances them. Host-side only: call it at plan time."""
-    if cfg.gluon == 5:
+    if persistent(cfg):
         return 1  # its segment plan (schedule()) sizes the partials
     mean = max_seqlen if total_tokens is None else max(1, total_tokens // max(batch, 1))
     groups, sms = triton.cdiv(rows, cfg.block_h), num_sms(device)
@@ -489,9 +489,9 @@ def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: 
     are equal. Any permutation is correct: an order built from other seqlens or another max_seqlen only
     balances worse. For gluon=5 (rows = s_q * h_q needed): its Segments plan, built on the host from the
     seqlens (one host sync); it balances these seqlens and stays correct for any others."""
-    if cfg.gluon == 5:
+    if persistent(cfg):
         if rows is None:
-            raise ValueError("schedule() needs rows (s_q * h_q) for gluon=5")
+            raise ValueError(f"schedule() needs rows (s_q * h_q) for gluon={cfg.gluon}")
         return plan_segments(cache_seqlens, triton.cdiv(rows, 64), num_sms(cache_seqlens.device), cache_seqlens.device)
     if not takes_order(cfg) or (total_tokens is not None and total_tokens >= cache_seqlens.shape[0] * max_seqlen):
         return None
@@ -566,9 +566,9 @@ def _cut(tiles: list[int], share: int, parts: int, block_n: int):
 
 
 def _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_scale, causal, plan: Segments | None,
-                       partials):
-    """gluon=5: the persistent seesaw kernel over a segment plan (built here, with a host sync, if not given),
-    then the combine for the sequences it split (their slot counts stand in for seqlens, one token per slot)."""
+                       partials, chunks: bool):
+    """gluon=5 and 7 (chunks): the persistent seesaw kernel over a segment plan (built here, with a host sync, if not
+    given), then the combine for the sequences it split (their slot counts stand in for seqlens, one token per slot)."""
     batch, s_q, h_q, _ = q.shape
     rows, groups = s_q * h_q, triton.cdiv(s_q * h_q, 64)
     if plan is None:
@@ -584,7 +584,7 @@ def _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_sc
         *(op.stride()[:3] + lp.stride()[:2] if plan.combine else (0,) * 5),
         out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
         h_q, s_q, PAGE=main.shape[1], CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, USE_TMA=use_tma,
-        num_warps=4,
+        CHUNKS=chunks and use_tma, num_warps=4,
     )
     if plan.combine:
         _combine_kernel[(rows, batch)](
@@ -602,14 +602,15 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
     """Enqueue the kernels. No checks, no host syncs; allocates partials only if not given.
     max_seqlen sizes the splits (default: what the block table covers); an underestimate stays
     correct, as the last split takes the rest. order (from schedule(), gluon 3 and 6, else ignored) is the
-    order in which programs take the pieces; without it they go in batch order. For gluon=5 it is the
+    order in which programs take the pieces; without it they go in batch order. For gluon=5 and 7 it is the
     segment plan (schedule()); without one, launch builds it, which costs a host sync."""
     batch, s_q, h_q, _ = q.shape
     rows = s_q * h_q
     page = kv_cache.shape[1]
     main, rope, scales = kv_views(kv_cache, fmt)
-    if cfg.gluon == 5:
-        return _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_scale, causal, order, partials)
+    if persistent(cfg):
+        return _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_scale, causal, order, partials,
+                                  cfg.gluon == 7)
     split_len = split_length(block_table.shape[1] * page if max_seqlen is None else max_seqlen, splits, cfg.block_n)
     if partials is None and splits > 1:
         partials = alloc_partials(batch, rows, splits, q.device)

@@ -1,11 +1,11 @@
-"""Hopper (sm_90) persistent seesaw kernel (gluon=5): a program per row group and SM part walks its segments."""
+"""Hopper (sm_90) persistent seesaw kernel (gluon=5; 7 with chunked tile barriers): a program per row group and SM part walks its segments."""
 from __future__ import annotations
 
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier
 
-from .mla_gluon_ss import NEG_INIT, _entry, _finish, _load_half, _pair0, _pair1, _scores, _tile_buffers, _zero
+from .mla_gluon_ss import NEG_INIT, _chunk_bar, _entry, _finish, _load_half, _pair0, _pair1, _scores, _tile_buffers, _zero
 
 # The schedule of FlashMLA's metadata, with the seesaw kernel's tile loop (mla_gluon_ss.py; the code is ours). On the
 # host, plan_segments() (mla_decode.py) cuts the batch's tiles, plus a fixed cost per segment, into one equal share
@@ -20,6 +20,9 @@ from .mla_gluon_ss import NEG_INIT, _entry, _finish, _load_half, _pair0, _pair1,
 # Barrier phases: the tile and hand-off mbarriers complete once per pair, so their parity is the count of pairs over
 # all segments so far. _pair0/_pair1 take the phase from their pair index, so that index is shifted by the parity of
 # the earlier pairs and the segment's start moved back by as many pairs: the tiles they address do not change.
+# CHUNKS (gluon=7, TMA only): each tile half lands as four 64-dim chunks, each on its own mbarrier (16 more), and the
+# QK^T of a half starts on a chunk as soon as it is in. Measured against gluon=5: 1-3% faster where an SM part walks
+# many tiles (compute-bound, long), 2-8% slower on short or memory-bound work (runs/2026-11-29-entries), so it is a knob.
 
 
 @gluon.jit
@@ -49,6 +52,7 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
     PAGE: gl.constexpr = config[0]
     CAUSAL: gl.constexpr = config[2]
     USE_TMA: gl.constexpr = config[3]
+    CHUNKS: gl.constexpr = config[5]
     s_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 64, 16])
     o_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, 256, 16])
     qr_dot: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_l, k_width=2)
@@ -57,8 +61,6 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
     ldr: gl.constexpr = gl.BlockedLayout([1, 8], [8, 4], [4, 1], [1, 0])
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
     # bars: 0-8 as in mla_gluon_ss; 9: both q halves stored.
-    mine0 = bars.index(0 + WG)
-    mine1 = bars.index(2 + WG)
     rd = (bars.index(2), bars.index(3)) if WG else (bars.index(0), bars.index(1))
     lat_mine = k_r if WG else k_l
     zero = gl.zeros([64, 64], gl.float32, s_l)
@@ -82,12 +84,12 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
         l = gl.zeros([64], gl.float32, row_s)
         o = gl.zeros([64, 256], gl.float32, o_l)
         if n_pairs > 0:  # both warpgroups agree, so every barrier still sees both or neither
-            _load_half(KV, BT, KD, RD, lat_mine.index(z), k_rope.index(z), mine0, b, start, end,
+            _load_half(KV, BT, KD, RD, lat_mine.index(z), k_rope.index(z), bars, 0 + WG, b, start, end,
                        _entry(BT, b, start, end, stride_btb, PAGE),
-                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, ld, ldr)
-            _load_half(KV, BT, KD, RD, lat_mine.index(1 + z), k_rope.index(1 + z), mine1, b, start + 64, end,
+                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, CHUNKS, ld, ldr)
+            _load_half(KV, BT, KD, RD, lat_mine.index(1 + z), k_rope.index(1 + z), bars, 2 + WG, b, start + 64, end,
                        _entry(BT, b, start + 64, end, stride_btb, PAGE),
-                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, ld, ldr)
+                       stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, True, CHUNKS, ld, ldr)
             q_rope = _segment_q(Q, (q_r if WG else q_l).index(z), b, pid_h, H, S_Q, stride_qb, stride_qs, stride_qh,
                                 WG, qr_dot, gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0]))
             fence_async_shared()
@@ -102,8 +104,13 @@ def _partition_p(a, config: gl.constexpr, WG: gl.constexpr):
                   stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
                   stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
                   stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-            mbarrier.wait(rd[0], off)
-            mbarrier.wait(rd[1], off)
+            if CHUNKS:
+                for c in gl.static_range(4):
+                    mbarrier.wait(_chunk_bar(bars, 2 * WG, c), off)
+                    mbarrier.wait(_chunk_bar(bars, 2 * WG + 1, c), off)
+            else:
+                mbarrier.wait(rd[0], off)
+                mbarrier.wait(rd[1], off)
             fence_async_shared()
             s = _scores(q_l.index(z), q_r.index(z), q_rope, k_l.index(WG + z), k_r.index(WG + z),
                         k_rope.index(WG + z), zero)
@@ -137,7 +144,7 @@ def split_kernel_ps(
     stride_ob, stride_os, stride_oh,
     stride_lb, stride_lh,
     H, S_Q, PAGE: gl.constexpr, CAUSAL: gl.constexpr,
-    DV: gl.constexpr, DR: gl.constexpr, USE_TMA: gl.constexpr,
+    DV: gl.constexpr, DR: gl.constexpr, USE_TMA: gl.constexpr, CHUNKS: gl.constexpr,
 ):
     """Program i takes row group i % groups of part i // groups, whose segments are SEGS[PTR[part]:PTR[part + 1]],
     each (sequence, start, end, partial slot)."""
@@ -153,11 +160,11 @@ def split_kernel_ps(
 
     q_l = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
     q_r = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
-    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 10)  # 9: both q halves stored
+    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 10, 16 if CHUNKS else 0)  # 9: both q halves stored
 
     args = (Q, KV, KD, RD, BT, SEQ, SEGS, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars,
             scale_log2, seg0, seg1, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
             stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-    config: gl.constexpr = (PAGE, False, CAUSAL, USE_TMA, True)  # EARLY: see _entry
+    config: gl.constexpr = (PAGE, False, CAUSAL, USE_TMA, True, CHUNKS)  # EARLY: see _entry; CHUNKS (TMA only): _load_half
     gl.warp_specialize([(_partition_p, (args, config, 0)), (_partition_p, (args, config, 1))], [4], [256])

@@ -68,29 +68,65 @@ def _entry(BT, b, t0, end, stride_btb, PAGE: gl.constexpr):
 
 
 @gluon.jit
-def _load_half(KV, BT, KD, RD, lat, rope, bar, b, t0, end, entry, stride_kb, stride_kt, stride_btb,
+def _load_half(KV, BT, KD, RD, lat, rope, bars, h, b, t0, end, entry, stride_kb, stride_kt, stride_btb,
                PAGE: gl.constexpr, RIGHT: gl.constexpr, USE_TMA: gl.constexpr, EARLY: gl.constexpr,
-               ld: gl.constexpr, ldr: gl.constexpr):
-    """Load one warpgroup's half of a 64-token tile; `bar` completes when it has landed. With EARLY, `entry` is
-    _entry() of t0, read earlier, and the TMA path addresses the tile by it; else it reads the entry here."""
+               CHUNKS: gl.constexpr, ld: gl.constexpr, ldr: gl.constexpr):
+    """Load one warpgroup's half of a 64-token tile, tile half h (0-3); its mbarrier bars[h] completes when it has
+    landed, or with CHUNKS (TMA only) each 64-dim chunk's, _chunk_bar(bars, h, c), when that chunk has (the rope
+    dims with chunk 3). With EARLY, `entry` is _entry() of t0, read earlier, and the TMA path addresses the tile by
+    it; else it reads the entry here."""
     if USE_TMA:
         if t0 + 64 <= end:  # every row live: TMA, one elected thread per warp issues a 64-dim box
             if EARLY:
                 row = entry * PAGE + t0 % PAGE
             else:
                 row = gl.load(BT + b * stride_btb + t0 // PAGE) * PAGE + t0 % PAGE
-            mbarrier.expect(bar, 64 * 256 * 2 + RIGHT * 64 * 64 * 2)
-            tma.async_copy_global_to_shared(KD, [row, RIGHT * 256], bar, lat)
-            if RIGHT:
-                tma.async_copy_global_to_shared(RD, [row, 512], bar, rope)
+            if CHUNKS:
+                for c in gl.static_range(4):
+                    mbarrier.expect(_chunk_bar(bars, h, c), 64 * 64 * 2 + (c == 3) * RIGHT * 64 * 64 * 2)
+                    tma.async_copy_global_to_shared(RD, [row, RIGHT * 256 + 64 * c], _chunk_bar(bars, h, c),
+                                                    lat.slice(64 * c, 64, dim=1))
+                if RIGHT:
+                    tma.async_copy_global_to_shared(RD, [row, 512], _chunk_bar(bars, h, 3), rope)
+            else:
+                mbarrier.expect(bars.index(h), 64 * 256 * 2 + RIGHT * 64 * 64 * 2)
+                tma.async_copy_global_to_shared(KD, [row, RIGHT * 256], bars.index(h), lat)
+                if RIGHT:
+                    tma.async_copy_global_to_shared(RD, [row, 512], bars.index(h), rope)
         else:  # a split's last tile: clamped cp.async rows, waited for here (once per split)
             _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb, PAGE, RIGHT, ld, ldr)
             async_copy.wait_group(0)
             gl.thread_barrier()
-            mbarrier.arrive(bar, count=1)
+            if CHUNKS:
+                for c in gl.static_range(4):
+                    mbarrier.arrive(_chunk_bar(bars, h, c), count=1)
+            else:
+                mbarrier.arrive(bars.index(h), count=1)
     else:  # each of the 128 threads arrives once its own copies land
         _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb, PAGE, RIGHT, ld, ldr)
-        async_copy.mbarrier_arrive(bar, increment_count=False)
+        async_copy.mbarrier_arrive(bars.index(h), increment_count=False)
+
+
+@gluon.jit
+def _chunk_bar(bars, h, c: gl.constexpr):
+    """With CHUNKS: the mbarrier of tile half h's 64-dim chunk c (mbarriers 10-25, after gluon=5's ten)."""
+    return bars.index(10 + 4 * h + c)
+
+
+@gluon.jit
+def _half_scores(s, q_half, k_half, bars, h: gl.constexpr, phase, zero, FIRST: gl.constexpr):
+    """With CHUNKS: s (+)= q_half k_half^T over one 256-dim half, 64 dims at a time, each as soon as its chunk has
+    landed; four wgmma groups, left in flight."""
+    for c in gl.static_range(4):
+        mbarrier.wait(_chunk_bar(bars, h, c), phase)
+        fence_async_shared()
+        if FIRST and c == 0:
+            s = warpgroup_mma(q_half.slice(0, 64, dim=1), k_half.slice(0, 64, dim=1).permute((1, 0)), zero,
+                              use_acc=False, is_async=True)
+        else:
+            s = warpgroup_mma(q_half.slice(64 * c, 64, dim=1), k_half.slice(64 * c, 64, dim=1).permute((1, 0)), s,
+                              is_async=True)
+    return s
 
 
 @gluon.jit
@@ -211,8 +247,6 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     # bars: 0-3 tile halves landed (buffer 0 left, 0 right, 1 left, 1 right); 4 m0/scale0 ready, 5 m1/scale1
     # ready, 6 P0 ready, 7 P1 ready, 8 row sums ready.
-    mine0 = bars.index(0 + WG)  # this warpgroup's half of buffer 0
-    mine1 = bars.index(2 + WG)
     ready0 = (bars.index(0), bars.index(1))
     ready1 = (bars.index(2), bars.index(3))
 
@@ -233,10 +267,10 @@ def _partition(a, config: gl.constexpr, WG: gl.constexpr):
     n_pairs = gl.cdiv(gl.cdiv(end - start, 64), 2)
     if n_pairs > 0:
         lat_mine = k_r if WG else k_l
-        _load_half(KV, BT, KD, RD, lat_mine.index(0), k_rope.index(0), mine0, b, start, end, 0,
-                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, ld, ldr)
-        _load_half(KV, BT, KD, RD, lat_mine.index(1), k_rope.index(1), mine1, b, start + 64, end, 0,
-                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(0), k_rope.index(0), bars, 0 + WG, b, start, end, 0,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, False, ld, ldr)
+        _load_half(KV, BT, KD, RD, lat_mine.index(1), k_rope.index(1), bars, 2 + WG, b, start + 64, end, 0,
+                   stride_kb, stride_kt, stride_btb, PAGE, WG, USE_TMA, False, False, ld, ldr)
         rd = ready1 if WG else ready0
         mbarrier.wait(rd[0], 0)
         mbarrier.wait(rd[1], 0)
@@ -268,6 +302,7 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     CAUSAL: gl.constexpr = config[2]
     USE_TMA: gl.constexpr = config[3]
     EARLY: gl.constexpr = config[4]
+    CHUNKS: gl.constexpr = config[5]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
@@ -295,8 +330,8 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     o = warpgroup_mma(pb, k_l.index(z), o, is_async=True)
     o, pb = warpgroup_mma_wait(0, deps=[o, pb])
     if not LAST:  # buffer 0's left half has no readers left: fetch tile 2j+2's
-        _load_half(KV, BT, KD, RD, k_l.index(0), k_rope.index(0), bars.index(0), b, t0 + 128, end, e2,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_l.index(0), k_rope.index(0), bars, 0, b, t0 + 128, end, e2,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, CHUNKS, ld, ldr)
 
     mbarrier.wait(bars.index(5), ph)  # wg1's max m1 and its factor e^(m0-m1)
     m = m_s.index(1).load(row_s)
@@ -314,16 +349,23 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     else:
         # Tile 2j+2's left half (loaded by this warpgroup, early in the pair) first; its right half comes from
         # wg1, which could only start it after its last matmul on buffer 0.
-        mbarrier.wait(bars.index(0), ph ^ 1)
-        fence_async_shared()
-        s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
-        o = warpgroup_mma_wait(1, deps=[o])
+        if CHUNKS:
+            s = _half_scores(s, q_l.index(z), k_l.index(z), bars, 0, ph ^ 1, zero, True)
+            o = warpgroup_mma_wait(4, deps=[o])
+        else:
+            mbarrier.wait(bars.index(0), ph ^ 1)
+            fence_async_shared()
+            s = warpgroup_mma(q_l.index(z), k_l.index(z).permute((1, 0)), zero, use_acc=False, is_async=True)
+            o = warpgroup_mma_wait(1, deps=[o])
         # buffer 1's left half has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars.index(2), b, t0 + 192, end, e3,
-                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, ld, ldr)
-        mbarrier.wait(bars.index(1), ph ^ 1)
-        fence_async_shared()
-        s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
+        _load_half(KV, BT, KD, RD, k_l.index(1), k_rope.index(1), bars, 2, b, t0 + 192, end, e3,
+                   stride_kb, stride_kt, stride_btb, PAGE, 0, USE_TMA, EARLY, CHUNKS, ld, ldr)
+        if CHUNKS:
+            s = _half_scores(s, q_r.index(z), k_r.index(z), bars, 1, ph ^ 1, zero, False)
+        else:
+            mbarrier.wait(bars.index(1), ph ^ 1)
+            fence_async_shared()
+            s = warpgroup_mma(q_r.index(z), k_r.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma(q_rope, k_rope.index(z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
     return o, s, m, l
@@ -341,6 +383,7 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     CAUSAL: gl.constexpr = config[2]
     USE_TMA: gl.constexpr = config[3]
     EARLY: gl.constexpr = config[4]
+    CHUNKS: gl.constexpr = config[5]
     dtype: gl.constexpr = Q.dtype.element_ty
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
     row_s: gl.constexpr = gl.SliceLayout(1, s_l)
@@ -382,26 +425,31 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     else:
         o, pd = warpgroup_mma_wait(1, deps=[o, pd])
         # buffer 1's right half (and rope) has no readers left: fetch tile 2j+3's
-        _load_half(KV, BT, KD, RD, k_r.index(1), k_rope.index(1), bars.index(3), b, t0 + 128, end, e3,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(1), k_rope.index(1), bars, 3, b, t0 + 128, end, e3,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, CHUNKS, ld, ldr)
         o = warpgroup_mma_wait(0, deps=[o])
         # buffer 0's right half: tile 2j+2's
-        _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars.index(1), b, t0 + 64, end, e2,
-                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, ld, ldr)
+        _load_half(KV, BT, KD, RD, k_r.index(0), k_rope.index(0), bars, 1, b, t0 + 64, end, e2,
+                   stride_kb, stride_kt, stride_btb, PAGE, 1, USE_TMA, EARLY, CHUNKS, ld, ldr)
         # Tile 2j+3's right half (loaded by this warpgroup) first; its left half comes from wg0, late in the pair.
-        mbarrier.wait(bars.index(3), ph ^ 1)
-        fence_async_shared()
-        s = warpgroup_mma(q_r.index(z), k_r.index(1 + z).permute((1, 0)), zero, use_acc=False, is_async=True)
-        s = warpgroup_mma(q_rope, k_rope.index(1 + z).permute((1, 0)), s, is_async=True)
-        mbarrier.wait(bars.index(2), ph ^ 1)
-        fence_async_shared()
-        s = warpgroup_mma(q_l.index(z), k_l.index(1 + z).permute((1, 0)), s, is_async=True)
+        if CHUNKS:
+            s = _half_scores(s, q_r.index(z), k_r.index(1 + z), bars, 3, ph ^ 1, zero, True)
+            s = warpgroup_mma(q_rope, k_rope.index(1 + z).permute((1, 0)), s, is_async=True)
+            s = _half_scores(s, q_l.index(z), k_l.index(1 + z), bars, 2, ph ^ 1, zero, False)
+        else:
+            mbarrier.wait(bars.index(3), ph ^ 1)
+            fence_async_shared()
+            s = warpgroup_mma(q_r.index(z), k_r.index(1 + z).permute((1, 0)), zero, use_acc=False, is_async=True)
+            s = warpgroup_mma(q_rope, k_rope.index(1 + z).permute((1, 0)), s, is_async=True)
+            mbarrier.wait(bars.index(2), ph ^ 1)
+            fence_async_shared()
+            s = warpgroup_mma(q_l.index(z), k_l.index(1 + z).permute((1, 0)), s, is_async=True)
         s = warpgroup_mma_wait(0, deps=[s])
     return o, s, m1, l
 
 
 @gluon.jit
-def _tile_buffers(dtype: gl.constexpr, USE_TMA: gl.constexpr, NBARS: gl.constexpr):
+def _tile_buffers(dtype: gl.constexpr, USE_TMA: gl.constexpr, NBARS: gl.constexpr, NCHUNK: gl.constexpr = 0):
     """The seesaw kernels' shared memory past q: two whole tiles (latent halves and rope), P0 and P1, the row
     maxima, factors and sums, and NBARS mbarriers: 0-3 tile halves landed, 4-7 the hand-offs (one arrival
     each), 8 and on two arrivals (both warpgroups)."""
@@ -415,13 +463,15 @@ def _tile_buffers(dtype: gl.constexpr, USE_TMA: gl.constexpr, NBARS: gl.constexp
     m_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
     c_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
     l_s = gl.allocate_shared_memory(gl.float32, [2, 64], vec_sl)
-    bars = gl.allocate_shared_memory(gl.int64, [NBARS, 1], mbarrier.MBarrierLayout())
+    bars = gl.allocate_shared_memory(gl.int64, [NBARS + NCHUNK, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(4):  # TMA: the expect-bytes arrival; cp.async: each copying thread's
         mbarrier.init(bars.index(i), count=1 if USE_TMA else 128)
     for i in gl.static_range(4, 8):
         mbarrier.init(bars.index(i), count=1)
     for i in gl.static_range(8, NBARS):
         mbarrier.init(bars.index(i), count=2)
+    for i in gl.static_range(NBARS, NBARS + NCHUNK):  # CHUNKS: one per 64-dim chunk of each tile half
+        mbarrier.init(bars.index(i), count=1)
     return k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars
 
 
@@ -482,7 +532,7 @@ def split_kernel_ss(
             seqlen, start, end, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,
             stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
             stride_ob, stride_os, stride_oh, stride_lb, stride_lh, H, S_Q)
-    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL, USE_TMA, False)  # EARLY: see _entry
+    config: gl.constexpr = (PAGE, ONE_SPLIT, CAUSAL, USE_TMA, False, False)  # EARLY: see _entry; CHUNKS: _load_half
     gl.warp_specialize([(_partition, (args, config, 0)), (_partition, (args, config, 1))], [4], [256])
 
 

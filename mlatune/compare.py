@@ -47,7 +47,7 @@ def grid_configs(rows: int, kv_format: str = "bf16", grid: dict | None = None):
     out = []
     for vals in itertools.product(*(g[n] for n in names)):
         c = Config(**dict(zip(names, vals)))
-        if c.block_h > cap and c.gluon in (0, 4, 6):  # gluon 1-3 and 5 always take 64 rows
+        if c.block_h > cap and c.gluon in (0, 4, 6):  # gluon 1-3, 5 and 7 always take 64 rows
             continue
         if not check_config(c, kv_format, smem_limit=232448):
             out.append(c)

@@ -15,10 +15,11 @@ PTRS = {"Q": "*bf16", "KV": "*bf16", "BT": "*i32", "SEQ": "*i32", "ORD": "*i32",
 FP8_PTRS = dict(PTRS, KV="*u8")  # gluon=4 and 6 read a per-tensor fp8 cache as its e4m3 bytes (launch() passes uint8)
 
 
-# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3 and 5 add a 4-warp worker partition)
+# gluon knob -> (module, kernel, num_warps of the kernel; gluon=2, 3, 5 and 7 add a 4-warp worker partition)
 KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_kernel_ws", 4),
            3: ("mla_gluon_ss", "split_kernel_ss", 4), 4: ("mla_gluon_fp8", "split_kernel_fp8", 4),
-           5: ("mla_gluon_ps", "split_kernel_ps", 4), 6: ("mla_gluon_fp8r", "split_kernel_fp8r", 4)}
+           5: ("mla_gluon_ps", "split_kernel_ps", 4), 6: ("mla_gluon_fp8r", "split_kernel_fp8r", 4),
+           7: ("mla_gluon_ps", "split_kernel_ps", 4)}  # 7: gluon=5 with CHUNKS
 
 
 def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
@@ -37,13 +38,14 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
     mod = importlib.import_module("mlatune.kernels." + module)
     fn = getattr(mod, name)
     const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
-    if version in (3, 5):
+    if version in (3, 5, 7):
         const["USE_TMA"] = tma and page % 64 == 0
     if version in (3, 6):
         const["ORDERED"] = ordered
-    if version == 5:  # one mode: no split constants, it plans its segments
+    if version in (5, 7):  # one mode: no split constants, it plans its segments
         for k in ("BLOCK_N", "STAGES", "ONE_SPLIT"):
             del const[k]
+        const["CHUNKS"] = version == 7 and const["USE_TMA"]
     if version in (4, 6):
         const["BLOCK_H"] = block_h
     ptrs = FP8_PTRS if version in (4, 6) else PTRS
@@ -105,14 +107,15 @@ def report(block_n: int, stages: int, causal: bool = False, one_split: bool = Fa
     k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
     stores = Counter(re.findall(r"\bst\.global((?:\.v\d)?\.b\d+)", k.asm["ptx"]))  # global stores by width
+    tma = k.asm["ptx"].count("cp.async.bulk.tensor")  # TMA copies written in the kernel (each one box)
     regs, stack = resources(k.asm["cubin"])
     wide = version == 6 and block_h == 64  # compiled with 8 warps and 128-token tiles
     return dict(gluon=version, block_n=128 if wide else block_n, block_h=block_h if version in (4, 6) else 64, fp16=fp16,
                 stages=stages,
                 causal=causal, one_split=one_split, page=page,
-                tma=version in (3, 5) and tma and page % 64 == 0, ordered=version in (3, 6) and ordered,
+                tma=version in (3, 5, 7) and tma and page % 64 == 0, ordered=version in (3, 6) and ordered,
                 shared=k.metadata.shared, regs=regs, stack=stack, loop_spills=loop_spills(_cuobjdump(k.asm["cubin"], "-sass")),
-                wgmma=dict(wgmma), stores=dict(stores))
+                wgmma=dict(wgmma), stores=dict(stores), tma_copies=tma)
 
 
 def main():

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from . import table as tbl
-from .kernels.config import D_LATENT, D_QK, Config
+from .kernels.config import D_LATENT, D_QK, Config, persistent
 from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, default_config, gluon_runs_on, interpreted,
                                  kv_format_of, launch, resolve_splits, schedule)
 
@@ -186,7 +186,7 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
         max_seqlen, total_tokens = (int(v) for v in torch.stack([sl.max(), sl.sum()]).tolist()) if sl.numel() else (0, 0)
     lookup = max_seqlen if total_tokens is None else max(1, total_tokens // batch)
     cfg, source = choose_config(batch, s_q, h_q, lookup, kv_format, page_size, device)
-    if cfg.gluon == 5 and cache_seqlens is None:  # its segments are planned from the seqlens: without them, the
+    if persistent(cfg) and cache_seqlens is None:  # its segments are planned from the seqlens: without them, the
         cfg = replace(cfg, gluon=3)  # same kernel with the split count sized from max_seqlen and total_tokens
     rows = s_q * h_q
     splits = resolve_splits(cfg, batch, rows, max(int(max_seqlen), 1), device, total_tokens)
@@ -198,7 +198,7 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
         if cache_seqlens.shape != (batch,):
             raise ValueError(f"cache_seqlens must have shape ({batch},), got {tuple(cache_seqlens.shape)}")
         order = schedule(cfg, cache_seqlens.to(device), splits, int(max_seqlen), total_tokens, rows=rows)
-        if cfg.gluon == 5 and order.combine:
+        if persistent(cfg) and order.combine:
             partials = alloc_partials(batch, rows, order.slots, device)
     return Plan(batch, s_q, h_q, int(max_seqlen), kv_format, page_size, device, dtype, cfg, splits, source,
                 out, lse, partials, order)

@@ -158,7 +158,7 @@ def run_poisoned(case: Case, cfg: Config, *, causal=False, softmax_scale=None, q
     if isinstance(order, str):
         order = schedule(cfg, sl, splits, bt.shape[1] * kv.shape[1] if max_seqlen is None else max_seqlen, total,
                          rows=s_q * h_q)
-    if cfg.gluon == 5 and order is not None and order.combine:  # its plan sizes the partials
+    if cfg.gluon in (5, 7) and order is not None and order.combine:  # its plan sizes the partials
         partials = (torch.full((batch, s_q * h_q, order.slots, D_V), NAN, dtype=torch.float32, device=q.device),
                     torch.full((batch, s_q * h_q, order.slots), NAN, dtype=torch.float32, device=q.device))
     out, lse = launch(q, kv, bt, sl, out_buf[:batch], lse_buf[:batch], scale, causal, cfg, splits, fmt, case.k_scale, partials,

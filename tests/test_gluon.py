@@ -44,12 +44,14 @@ def test_rules():
         "trans": check_config(Config(trans=1, gluon=1), sm90=True),
         "g4": check_config(Config(gluon=4), sm90=True),  # an fp8-only kernel, and 16 or 32 rows
         "g6": check_config(Config(gluon=6), sm90=True),  # the other fp8-only kernel
-        "g7": check_config(Config(gluon=7), sm90=True),  # no such kernel
+        "g8": check_config(Config(gluon=8), sm90=True),  # no such kernel
         "g3n32": check_config(Config(block_n=32, gluon=3), sm90=True),
         "g3st3": check_config(Config(num_stages=3, gluon=3), sm90=True),
         "g2w4": check_config(Config(num_warps=4, gluon=2), sm90=True),
         "g5s2": check_config(Config(num_splits=2, gluon=5), sm90=True),  # it plans its own segments
         "g5n32": check_config(Config(block_n=32, gluon=5), sm90=True),
+        "g7s2": check_config(Config(num_splits=2, gluon=7), sm90=True),  # gluon=5 with chunked barriers: the same
+        "g7fp8": check_config(Config(gluon=7), "fp8", sm90=True),
     }
     for name, reasons in bad.items():
         assert reasons and all("gluon" in r for r in reasons), (name, reasons)
@@ -65,6 +67,7 @@ def test_rules():
     assert check_config(Config(gluon=3), smem_limit=232448, sm90=True) == []
     assert check_config(Config(gluon=3), smem_limit=166912, sm90=True)
     assert check_config(Config(gluon=5), smem_limit=232448, sm90=True) == []  # the same buffers as gluon=3
+    assert check_config(Config(gluon=7), smem_limit=232448, sm90=True) == []  # and 16 more mbarriers
 
 
 G4 = Config(block_n=64, block_h=16, num_splits=1, num_warps=4, num_stages=3, gluon=4)
@@ -132,12 +135,12 @@ def _offline(*args: str) -> dict:
 @needs_gluon
 # gluon 1 and 2 address every row alike, so page 64 covers them; gluon=3 has a TMA path for pages of 64k tokens
 # and a cp.async path for the rest (page 16), each with and without the piece order (a 1-D grid); gluon=5 (the
-# persistent seesaw) has the same two paths.
+# persistent seesaw) has the same two paths, and gluon=7 (its chunked tile barriers) the TMA one (with page 16 it is 5).
 @pytest.mark.parametrize("gluon,block_n,stages,causal,one_split,page,ordered",
                          [(1, 64, 2, False, False, 64, 0), (1, 32, 3, True, True, 64, 0), (2, 64, 2, False, False, 64, 0),
                           (2, 32, 5, True, True, 64, 0), (3, 64, 2, False, False, 64, 1), (3, 64, 2, True, True, 64, 0),
                           (3, 64, 2, False, False, 16, 0), (3, 64, 2, True, True, 16, 1), (5, 64, 2, False, False, 64, 0),
-                          (5, 64, 2, True, False, 16, 0)])
+                          (5, 64, 2, True, False, 16, 0), (7, 64, 2, True, False, 64, 0), (7, 64, 2, False, False, 16, 0)])
 def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page, ordered):
     args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages), "--page", str(page)]
     r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--ordered"] * ordered)
@@ -154,10 +157,15 @@ def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page, o
     else:
         # Per pair of tiles and warpgroup: QK^T of its own tile over all 576 dims (36 wgmma), written twice
         # (before the loop and in it); PV of both tiles on its 256 output dims (8), written twice (in the loop
-        # and in the peeled last pair). Two partitions. gluon=5 has the same code inside its loop over segments.
+        # and in the peeled last pair). Two partitions. gluon=5 has the same code inside its loop over segments;
+        # gluon=7 issues the same wgmma, its QK^T of a tile half as four 64-dim groups.
         assert r["wgmma"] == {"m64n64k16": 2 * 2 * 36, "m64n256k16": 2 * 2 * 8}, r
         assert r["stack"] == 0, r
         assert r["shared"] <= smem_estimate(Config(gluon=gluon)), r  # the rules must not admit what cannot launch
+        if gluon in (5, 7) and page == 64:
+            # per partition pair: each warpgroup's halves of the first two tiles and of two tiles per pair (warpgroup 1's
+            # with the rope box): one box per half, or with gluon=7's chunk barriers one per 64 dims
+            assert r["tma_copies"] == (36 if gluon == 7 else 12), r
         if gluon == 3 and one_split:
             # its output goes through shared memory: 16-byte stores (32 per partition pair), 4-byte ones only for
             # the LSE; from the wgmma layout they would be 4-byte stores of bf16 pairs
@@ -346,11 +354,13 @@ GPU_CONFIGS = [
     Config(block_n=64, block_h=64, num_splits=5, num_warps=8, num_stages=2, gluon=3),
     Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=5),
     Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=5),
+    Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=7),
+    Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=7),
 ]
 
 
 @on_sm90
-@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256] * 3 + [64, 16])),
+@pytest.mark.parametrize("cfg,page", list(zip(GPU_CONFIGS, [1, 16, 64, 256] * 3 + [64, 16, 64, 128])),
                          ids=lambda x: getattr(x, "key", lambda: f"p{x}")())
 @pytest.mark.parametrize("h_q,s_q", [(16, 1), (64, 1), (40, 2), (128, 2)])
 def test_against_reference(cfg, page, h_q, s_q, seed):
@@ -379,11 +389,11 @@ def test_seesaw_any_piece_order_is_correct(order, num_splits, page, seed):
 
 @on_sm90
 @pytest.mark.parametrize("plan_lens", ["same", [2000, 0, 64, 900, 5000, 1, 0, 300], [10, 3000, 0, 0, 2, 2000, 700, 40]])
-@pytest.mark.parametrize("h_q,s_q,page", [(16, 1, 64), (128, 2, 16)])
-def test_persistent_segments_any_plan_is_correct(plan_lens, h_q, s_q, page, seed):
-    # gluon=5 walks a segment plan: its own, or one made from other seqlens (sequences that grew, shrank,
+@pytest.mark.parametrize("h_q,s_q,page,gluon", [(16, 1, 64, 5), (128, 2, 16, 5), (128, 2, 64, 7)])
+def test_persistent_segments_any_plan_is_correct(plan_lens, h_q, s_q, page, gluon, seed):
+    # gluon=5 and 7 walk a segment plan: their own, or one made from other seqlens (sequences that grew, shrank,
     # emptied or were empty), which must stay correct: a last segment runs to the length at run time.
-    cfg = Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=5)
+    cfg = Config(block_n=64, block_h=64, num_splits=0, num_warps=8, num_stages=2, gluon=gluon)
     lens = [900, 0, 1, 64, 129, 700, 4000, 33]
     case = make_case(lens, h_q=h_q, s_q=s_q, page=page, seed=seed)
     plan = md.plan_segments(lens if plan_lens == "same" else plan_lens, md.triton.cdiv(h_q * s_q, 64), 132, case.q.device)
@@ -392,10 +402,10 @@ def test_persistent_segments_any_plan_is_correct(plan_lens, h_q, s_q, page, seed
 
 
 @on_sm90
-@pytest.mark.parametrize("gluon", [1, 2, 3, 5])
+@pytest.mark.parametrize("gluon", [1, 2, 3, 5, 7])
 def test_fp16_and_public_entry(gluon, seed):
     case = make_case([300, 5, 1000], h_q=128, s_q=1, page=64, dtype=torch.float16, seed=seed)
-    out, lse = md.mla_decode(*case.args(), config=Config(num_splits=0 if gluon == 5 else 1, gluon=gluon))
+    out, lse = md.mla_decode(*case.args(), config=Config(num_splits=0 if gluon in (5, 7) else 1, gluon=gluon))
     ref_out, ref_lse = reference(case)
     compare(out, lse, ref_out, ref_lse, 2e-3, 1e-4, tag="fp16")
 

@@ -42,3 +42,31 @@ timeout 330 mlatune sweep sweeps/fp8.toml --db $DB -q --jobs 16 > $OUT/sweep-fp8
 mkdir -p $OUT/fb
 timeout 150 python -m mlatune.smallbatch --db $DB --lib .devscripts/flashmla_sm90.so --sweep flashmla-bench --max-batch 128 --min-seqlen 0 --out $OUT/fb > $OUT/bench.log 2>&1; echo "bench rc=$?"; tail -1 $OUT/bench.log
 python -c "import sqlite3; c=sqlite3.connect('$DB'); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); print(c.execute(\"select status, count(*) from measurements where kernel_hash='$H' group by 1\").fetchall()); c.close()"; rm -f $DB-wal $DB-shm
+
+# call 6 (per-chunk tile barriers in gluon=5, chunks.diff on top of 46647ca; hash 559442284907): A/B, then (it passed the
+# script's bar) the gluon=5 re-sweep and its GPU tests. The sweep said otherwise (chunks_sweep.csv); not kept.
+H=$(python -c "from mlatune.kernels.config import source_hash; print(source_hash())"); echo "hash $H"
+timeout 120 python results/runs/2026-11-29-entries/ab_chunks.py > $OUT/ab_chunks.log 2>&1; echo "ab rc=$?"
+python - > $OUT/ab_summary.txt <<'PY'
+import json, collections, math, os
+rs = [json.loads(l) for l in open(os.environ["OUT"] + "/ab_chunks.log") if l.startswith("{")]
+g = collections.defaultdict(dict)
+for r in rs: g[(r["batch"], r["L"], r["h"], r["s_q"], r["dist"])][r["variant"]] = r
+ratios, ok = [], len(g) == 6
+for k, v in g.items():
+    if len(v) < 4: ok = False; continue
+    new, old = (v["new"]["us"] + v["new2"]["us"]) / 2, (v["old"]["us"] + v["old2"]["us"]) / 2
+    bad = any(v[n].get("max_abs_diff_vs_old", 0) != 0 or v[n].get("nan") for n in ("new", "new2", "old2"))
+    ok = ok and not bad; ratios.append(new / old)
+    print(k, "old", old, "new", new, "ratio", round(new / old, 4), "diff/nan" if bad else "")
+gm = math.exp(sum(map(math.log, ratios)) / max(len(ratios), 1))
+print("geomean", round(gm, 4), "KEEP" if ok and gm < 0.99 else "DROP")
+PY
+cat $OUT/ab_summary.txt
+if grep -q KEEP $OUT/ab_summary.txt; then
+  DB=$OUT/h200.db; cp results/h200.db $DB
+  python -c "import sqlite3; c=sqlite3.connect('$DB'); n=c.execute(\"update measurements set kernel_hash='$H' where kernel_hash='910fc34402b0' and config_id not in (select id from configs where gluon=5)\").rowcount; c.commit(); print('relabelled', n)"
+  for s in flashmla-bench:50 deepseek-v3:60 offgrid:20; do timeout ${s#*:} mlatune sweep sweeps/${s%:*}.toml --db $DB -q --jobs 16 >> $OUT/sweeps.log 2>&1; echo "${s%:*} rc=$?"; tail -1 $OUT/sweeps.log | cut -c1-120; done
+  python -c "import sqlite3; c=sqlite3.connect('$DB'); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); print(c.execute(\"select status, count(*) from measurements where kernel_hash='$H' group by 1\").fetchall()); c.close()"; rm -f $DB-wal $DB-shm
+fi
+timeout 60 python -m pytest -q -x tests/test_gluon.py -k "persistent" -p no:randomly > $OUT/gpu-tests.log 2>&1; echo "tests rc=$?"; tail -1 $OUT/gpu-tests.log | cut -c1-200
