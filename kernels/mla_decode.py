@@ -487,7 +487,7 @@ def schedule(cfg: Config, cache_seqlens: torch.Tensor, splits: int, max_seqlen: 
     int32 tensor of piece indices b * splits + split, built on the device (no host sync) once per decode
     step; None for kernels that take the grid in its natural order, and where total_tokens says the lengths
     are equal. Any permutation is correct: an order built from other seqlens or another max_seqlen only
-    balances worse. For gluon=5 (rows = s_q * h_q needed): its Segments plan, built on the host from the
+    balances worse. For gluon=5 and 7 (rows = s_q * h_q needed): its Segments plan, built on the host from the
     seqlens (one host sync); it balances these seqlens and stays correct for any others."""
     if persistent(cfg):
         if rows is None:

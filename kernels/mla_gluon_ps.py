@@ -1,4 +1,4 @@
-"""Hopper (sm_90) persistent seesaw kernel (gluon=5; 7 with chunked tile barriers): a program per row group and SM part walks its segments."""
+"""Hopper (sm_90) persistent seesaw kernel (gluon=5, and 7: chunked tile barriers): one program per SM part walks its segments."""
 from __future__ import annotations
 
 from triton.experimental import gluon
@@ -160,7 +160,8 @@ def split_kernel_ps(
 
     q_l = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
     q_r = gl.allocate_shared_memory(dtype, [1, 64, 256], lat_sl)
-    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 10, 16 if CHUNKS else 0)  # 9: both q halves stored
+    # mbarrier 9: both q halves stored; with CHUNKS 16 more, one per 64-dim chunk of each tile half
+    k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars = _tile_buffers(dtype, USE_TMA, 10, 16 if CHUNKS else 0)
 
     args = (Q, KV, KD, RD, BT, SEQ, SEGS, OP, LP, OUT, LSE, q_l, q_r, k_l, k_r, k_rope, p_s, m_s, c_s, l_s, bars,
             scale_log2, seg0, seg1, pid_h, stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_btb,

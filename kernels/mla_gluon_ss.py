@@ -452,7 +452,7 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
 def _tile_buffers(dtype: gl.constexpr, USE_TMA: gl.constexpr, NBARS: gl.constexpr, NCHUNK: gl.constexpr = 0):
     """The seesaw kernels' shared memory past q: two whole tiles (latent halves and rope), P0 and P1, the row
     maxima, factors and sums, and NBARS mbarriers: 0-3 tile halves landed, 4-7 the hand-offs (one arrival
-    each), 8 and on two arrivals (both warpgroups)."""
+    each), 8 and on two arrivals (both warpgroups); then NCHUNK more of one arrival (CHUNKS: _chunk_bar)."""
     lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
     sq_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 64], dtype)
     vec_sl: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])  # indexed to 1-D rows

@@ -168,9 +168,10 @@ def plan(batch: int, s_q: int, h_q: int, max_seqlen: int, *, kv_format: str = "b
     so that long sequences get more programs, and the table is looked up at the mean length.
     cache_seqlens (or a max_seqlen given as that tensor) also orders the programs of the seesaw kernel
     (gluon=3) and the fp8 register-dequant kernel (gluon=6) longest piece first, built on the device without a
-    sync. The order only balances: runs with other seqlens stay correct. The persistent seesaw kernel (gluon=5)
+    sync. The order only balances: runs with other seqlens stay correct. The persistent seesaw kernel (gluon=5, 7)
     plans its segments from them on the host (one sync); the plan balances these seqlens and stays correct for
-    others (each sequence's last segment runs to its length at run time). Without cache_seqlens a gluon=5 pick runs as gluon=3.
+    others (each sequence's last segment runs to its length at run time). Without cache_seqlens a gluon=5 or 7 pick
+    runs as gluon=3.
     device defaults to the current CUDA device, else the CPU (Triton interpreter)."""
     if kv_format not in KV_FORMATS:
         raise ValueError(f"kv_format must be one of {KV_FORMATS}, got {kv_format!r}")
