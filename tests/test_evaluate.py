@@ -109,11 +109,11 @@ def test_parallel_compile_items_cover_each_variant_once():
     spec = load_spec("sweeps/flashmla-bench.toml")
     items = sweep_items(make_plan(spec, None, sm90=True))
     # 8 (h_q, s_q) families x 10 Triton configs, plus 2 x 5 Gluon configs (gluon 1 and 3, five split counts)
-    # for the 7 families with >= 32 rows and 5 (gluon 3) for h_q 16 s_q 1, plus one gluon 5 for each family;
-    # fixed and normal, and the three seqlens, compile the same binaries
-    assert len(items) == 80 + 70 + 5 + 8
+    # for the 7 families with >= 32 rows and 5 (gluon 3) for h_q 16 s_q 1, plus one gluon 5 and one gluon 7 for each
+    # family; fixed and normal, and the three seqlens, compile the same binaries
+    assert len(items) == 80 + 70 + 5 + 8 + 8
     assert all(w["seqlen"] <= 4096 and w["dist"] == "fixed" for w, _ in items)
-    assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 163
+    assert len({(w["h_q"], w["s_q"], tuple(sorted(c.items()))) for w, c in items}) == 171
     assert len(sweep_items(make_plan(spec, None, sm90=False))) == 80  # not Hopper: no Gluon variants
 
 
