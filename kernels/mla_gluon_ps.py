@@ -21,8 +21,9 @@ from .mla_gluon_ss import NEG_INIT, _chunk_bar, _entry, _finish, _load_half, _pa
 # all segments so far. _pair0/_pair1 take the phase from their pair index, so that index is shifted by the parity of
 # the earlier pairs and the segment's start moved back by as many pairs: the tiles they address do not change.
 # CHUNKS (gluon=7, TMA only): each tile half lands as four 64-dim chunks, each on its own mbarrier (16 more), and the
-# QK^T of a half starts on a chunk as soon as it is in. Measured against gluon=5: 1-3% faster where an SM part walks
-# many tiles (compute-bound, long), 2-8% slower on short or memory-bound work (runs/2026-11-29-entries), so it is a knob.
+# QK^T of a half starts on a chunk as soon as it is in. Measured against gluon=5: up to 3% faster where an SM part walks
+# many tiles (compute-bound, long), up to 14% slower on short or memory-bound work (runs/2026-11-29-entries/
+# chunks_sweep.csv), so it is a knob.
 
 
 @gluon.jit

@@ -63,7 +63,7 @@ def _copy_rows(KV, BT, lat, rope, b, t0, end, stride_kb, stride_kt, stride_btb,
 def _entry(BT, b, t0, end, stride_btb, PAGE: gl.constexpr):
     """The block-table entry of the page holding token t0 (or the last live token, past the end). gluon=5's pair
     loops (EARLY) read it at a pair's start, so that its latency is off the path of the tile request that needs it:
-    2-3% faster there, 0-3% slower in gluon=3 (A/B, runs/2026-11-29-entries)."""
+    2-3% faster there at 16k-32k, 1-3.5% slower in gluon=3 at 16k (A/B, runs/2026-11-29-entries/ab_entry.json)."""
     return gl.load(BT + b * stride_btb + gl.minimum(t0, end - 1) // PAGE)
 
 
