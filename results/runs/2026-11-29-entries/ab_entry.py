@@ -4,10 +4,17 @@ The `new` measured here read them early in both kernels (gluon=3 too); the kept 
 only (EARLY in mla_gluon_ss.py), so with today's tree both `new` rows of gluon=3 equal `old`. The old copies:
   mkdir -p .devscripts/old && git show 28acb3b:kernels/mla_gluon_ss.py > .devscripts/old/ss_old.py
   git show 28acb3b:kernels/mla_gluon_ps.py | sed 's/^from \.mla_gluon_ss import/from ss_old import/' > .devscripts/old/ps_old.py
-Run from the repository root: python results/runs/2026-11-29-entries/ab_entry.py"""
+Run from the repository root: python results/runs/2026-11-29-entries/ab_entry.py
+
+With AB=chunks it is the A/B of gluon=5 with per-chunk tile barriers (new: 46647ca with chunks.diff applied) against
+one barrier per tile half (old: 46647ca's kernels), on six gluon=5 shapes, into ab_chunks.json:
+  mkdir -p .devscripts/old2 && git show 46647ca:kernels/mla_gluon_ss.py > .devscripts/old2/ss_old.py
+  git show 46647ca:kernels/mla_gluon_ps.py | sed 's/^from \.mla_gluon_ss import/from ss_old import/' > .devscripts/old2/ps_old.py
+  AB=chunks OLD=.devscripts/old2 python results/runs/2026-11-29-entries/ab_entry.py"""
 import importlib, json, os, sys
 import torch
-sys.path.insert(0, ".devscripts/old")
+CHUNKS = os.environ.get("AB") == "chunks"
+sys.path.insert(0, os.environ.get("OLD", ".devscripts/old2" if CHUNKS else ".devscripts/old"))
 import ss_old, ps_old
 from mlatune.kernels import Config
 from mlatune.workload import Workload, make_inputs, timing_seqlens
@@ -29,6 +36,10 @@ shapes = [((66, 16384, 128, 1, "fixed"), ["g31", "g5"]), ((128, 16384, 128, 1, "
           ((128, 4096, 16, 1, "normal"), ["g30", "g5"]), ((128, 1024, 128, 1, "normal"), ["g30"]),
           ((16, 8192, 128, 1, "lognormal"), ["g5"]), ((16, 32768, 128, 1, "lognormal"), ["g5"]),
           ((8, 8192, 128, 2, "lognormal"), ["g5"]), ((4, 32768, 64, 2, "lognormal"), ["g5"])]
+if CHUNKS:
+    shapes = [((66, 16384, 128, 1, "fixed"), ["g5"]), ((16, 32768, 128, 1, "lognormal"), ["g5"]),
+              ((8, 8192, 128, 2, "lognormal"), ["g5"]), ((128, 1024, 128, 1, "fixed"), ["g5"]),
+              ((128, 4096, 16, 1, "normal"), ["g5"]), ((4, 32768, 64, 2, "lognormal"), ["g5"])]
 res = []
 for (batch, L, h, s_q, dist), kinds in shapes:
     w = Workload(batch=batch, seqlen=L, h_q=h, s_q=s_q, dist=dist)
@@ -55,4 +66,4 @@ for (batch, L, h, s_q, dist), kinds in shapes:
                 r["nan"] = bool(torch.isnan(out).any())
             print(json.dumps(r), flush=True); res.append(r)
 md.split_kernel_ss, md.split_kernel_ps = NEW["ss"], NEW["ps"]
-json.dump(res, open(os.environ.get("OUT", "/tmp") + "/ab_entry.json", "w"), indent=1)
+json.dump(res, open(os.environ.get("OUT", "/tmp") + ("/ab_chunks.json" if CHUNKS else "/ab_entry.json"), "w"), indent=1)

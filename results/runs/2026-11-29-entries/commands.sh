@@ -46,7 +46,7 @@ python -c "import sqlite3; c=sqlite3.connect('$DB'); c.execute('PRAGMA wal_check
 # call 6 (per-chunk tile barriers in gluon=5, chunks.diff on top of 46647ca; hash 559442284907): A/B, then (it passed the
 # script's bar) the gluon=5 re-sweep and its GPU tests. The sweep said otherwise (chunks_sweep.csv); not kept.
 H=$(python -c "from mlatune.kernels.config import source_hash; print(source_hash())"); echo "hash $H"
-timeout 120 python results/runs/2026-11-29-entries/ab_chunks.py > $OUT/ab_chunks.log 2>&1; echo "ab rc=$?"
+AB=chunks OLD=.devscripts/old2 timeout 120 python results/runs/2026-11-29-entries/ab_entry.py > $OUT/ab_chunks.log 2>&1; echo "ab rc=$?"
 python - > $OUT/ab_summary.txt <<'PY'
 import json, collections, math, os
 rs = [json.loads(l) for l in open(os.environ["OUT"] + "/ab_chunks.log") if l.startswith("{")]
