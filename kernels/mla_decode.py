@@ -279,8 +279,11 @@ def _combine_kernel(
     stride_opb, stride_opr, stride_ops, stride_lpb, stride_lpr,
     stride_ob, stride_os, stride_oh,
     stride_lb, stride_lh,
-    H, BLOCK_S: tl.constexpr, DV: tl.constexpr, DIRECT: tl.constexpr,
+    H, BLOCK_S: tl.constexpr, DV: tl.constexpr, DIRECT: tl.constexpr, PDL: tl.constexpr = False,
 ):
+    # PDL (gluon=5 and 7): launched as a programmatic dependent of the split kernel, which lets it start early; SEQ (the
+    # plan's slot counts, not written by the split kernel) is read before the wait for the split kernel's partials, and
+    # the partials are loaded beside their LSEs, not after them (a slot the plan gives a sequence is always written).
     r = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     s_idx = r // H
@@ -291,6 +294,8 @@ def _combine_kernel(
     if DIRECT:
         if n_live == 1:
             return  # a sequence in one piece: the split kernel (gluon=3) wrote its output itself
+    if PDL:
+        tl.extra.cuda.gdc_wait()
     m = tl.full([1], float("-inf"), tl.float32)
     denom = tl.zeros([1], tl.float32)
     acc = tl.zeros([DV], tl.float32)
@@ -304,7 +309,7 @@ def _combine_kernel(
         w = tl.exp2(lse2 - m_use)
         live = ok & (w > 0.0)
         o = tl.load(OP + b * stride_opb + r * stride_opr + sp[:, None] * stride_ops + dv[None, :],
-                    mask=live[:, None], other=0.0)
+                    mask=(ok if PDL else live)[:, None], other=0.0)
         acc = acc * scale + tl.sum(tl.where(live[:, None], w[:, None] * o, 0.0), 0)
         denom = denom * scale + tl.sum(w, 0)
         m = m_new
@@ -409,6 +414,18 @@ def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k
     if dev.type == "cpu" and not interpreted():
         raise ValueError("CPU tensors run only through the Triton interpreter: set TRITON_INTERPRET=1")
     return fmt
+
+
+def check_scale(softmax_scale) -> float:
+    """softmax_scale (None: 576 ** -0.5) as a float; it must be finite and positive (the kernels take the row
+    maximum of unscaled scores)."""
+    if softmax_scale is None:
+        return D_QK ** -0.5
+    if isinstance(softmax_scale, bool) or not isinstance(softmax_scale, (int, float)):
+        raise TypeError(f"softmax_scale must be a Python float, got {type(softmax_scale).__name__}")
+    if not (math.isfinite(softmax_scale) and softmax_scale > 0):
+        raise ValueError(f"softmax_scale must be finite and > 0, got {softmax_scale}")
+    return float(softmax_scale)
 
 
 def check_seqlens(cache_seqlens, block_table, page_size):
@@ -592,7 +609,7 @@ def _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_sc
             op.stride(0), op.stride(1), op.stride(2), lp.stride(0), lp.stride(1),
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             h_q, BLOCK_S=min(16, max(2, triton.next_power_of_2(max(plan.slots, 1)))), DV=D_LATENT, DIRECT=True,
-            num_warps=4,
+            PDL=True, num_warps=4, launch_pdl=True,
         )
     return out, lse
 
@@ -707,8 +724,7 @@ def mla_decode(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, sof
         max_seqlen, total = check_seqlens(cache_seqlens, block_table, page)
     else:
         max_seqlen, total = block_table.shape[1] * page, None
-    if softmax_scale is None:
-        softmax_scale = D_QK ** -0.5
+    softmax_scale = check_scale(softmax_scale)
     if isinstance(k_scale, (int, float)):
         k_scale = torch.tensor([float(k_scale)], dtype=torch.float32, device=q.device)
     splits = resolve_splits(cfg, batch, s_q * h_q, max(max_seqlen, 1), q.device, total)

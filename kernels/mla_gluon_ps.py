@@ -153,6 +153,8 @@ def split_kernel_ps(
     gl.static_assert((DV == 512) and (DR == 64), "written for 512 + 64 dims")
     dtype: gl.constexpr = Q.dtype.element_ty
     lat_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, 256], dtype)
+    # The combine is this kernel's programmatic dependent: it may launch now (it waits for this grid's end to read).
+    gl.inline_asm_elementwise("griddepcontrol.launch_dependents; // $0", "=r", [], dtype=gl.int32, is_pure=False, pack=1)
     groups = (H * S_Q + 63) // 64
     pid_h = gl.program_id(0) % groups
     part = gl.program_id(0) // groups

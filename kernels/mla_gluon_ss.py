@@ -137,13 +137,27 @@ def _zero(j):
 
 
 @gluon.jit
-def _masked(s, t0, end, limit, scale_log2, CAUSAL: gl.constexpr, s_l: gl.constexpr):
-    """Scores in log2 units, -inf where a key is past the split's end or causally hidden."""
+def _masked(s, t0, end, limit, CAUSAL: gl.constexpr, LAST: gl.constexpr, s_l: gl.constexpr):
+    """The scores, -inf where a key is past the split's end or causally hidden (row r sees keys t < limit[r]). Only a
+    split's last pair can reach past its end, so without the causal mask the other pairs skip the 32 selects per
+    thread (FlashMLA masks only its last tiles too; a run-time test of the causal limit spilled, so with it every
+    tile is masked). The callers scale inside exp2's argument: one FFMA per score (x * scale - m) where a multiply, a
+    select and a subtract stood."""
+    if LAST or CAUSAL:
+        x = _mask(s, t0, end, limit, CAUSAL, s_l)
+    else:
+        x = s
+    return x
+
+
+@gluon.jit
+def _mask(s, t0, end, limit, CAUSAL: gl.constexpr, s_l: gl.constexpr):
+    """s with -inf at the keys past `end` and, with CAUSAL, at keys t >= limit[r] in row r."""
     t = t0 + gl.arange(0, 64, layout=gl.SliceLayout(0, s_l))
     keep = gl.expand_dims(t < end, 0)
     if CAUSAL:
         keep = keep & (gl.expand_dims(t, 0) < gl.expand_dims(limit, 1))
-    return gl.where(keep, s * scale_log2, float("-inf"))
+    return gl.where(keep, s, float("-inf"))
 
 
 @gluon.jit
@@ -315,10 +329,10 @@ def _pair0(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
         e2 = _entry(BT, b, t0 + 128, end, stride_btb, PAGE)
         e3 = _entry(BT, b, t0 + 192, end, stride_btb, PAGE)
 
-    x = _masked(s, t0, end, limit, scale_log2, CAUSAL, s_l)
-    m0 = gl.maximum(m, gl.max(x, 1))
+    x = _masked(s, t0, end, limit, CAUSAL, LAST, s_l)
+    m0 = gl.maximum(m, gl.max(x, 1) * scale_log2)  # scale_log2 > 0, so the max commutes with it
     sc0 = gl.exp2(m - m0)
-    p = gl.exp2(x - gl.expand_dims(m0, 1))
+    p = gl.exp2(x * scale_log2 - gl.expand_dims(m0, 1))
     l = l * sc0 + gl.sum(p, 1)
     m_s.index(0).store(m0)
     c_s.index(0).store(sc0)
@@ -399,10 +413,10 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     mbarrier.wait(bars.index(4), ph)  # wg0's max m0 and its factor e^(m-m0)
     m0 = m_s.index(0).load(row_s)
     sc0 = c_s.index(0).load(row_s)
-    x = _masked(s, t0, end, limit, scale_log2, CAUSAL, s_l)
-    m1 = gl.maximum(m0, gl.max(x, 1))
+    x = _masked(s, t0, end, limit, CAUSAL, LAST, s_l)
+    m1 = gl.maximum(m0, gl.max(x, 1) * scale_log2)
     sc1 = gl.exp2(m0 - m1)
-    p = gl.exp2(x - gl.expand_dims(m1, 1))
+    p = gl.exp2(x * scale_log2 - gl.expand_dims(m1, 1))
     sc = sc0 * sc1
     l = l * sc + gl.sum(p, 1)
     m_s.index(1).store(m1)

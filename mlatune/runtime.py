@@ -39,8 +39,8 @@ import torch
 
 from . import table as tbl
 from .kernels.config import D_LATENT, D_QK, Config, persistent
-from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, default_config, gluon_runs_on, interpreted,
-                                 kv_format_of, launch, resolve_splits, schedule)
+from .kernels.mla_decode import (KV_FORMATS, alloc_partials, check_inputs, check_scale, default_config, gluon_runs_on,
+                                 interpreted, kv_format_of, launch, resolve_splits, schedule)
 
 log = logging.getLogger(__name__)
 ENV_DIR = "MLATUNE_CONFIG_DIR"
@@ -233,8 +233,7 @@ def run(p: Plan, q, kv_cache, block_table, cache_seqlens, softmax_scale=None, ca
     if not p.checked:
         check_inputs(q, kv_cache, block_table, cache_seqlens, D_LATENT, k_scale, causal)
         p.checked = True
-    if softmax_scale is None:
-        softmax_scale = D_QK ** -0.5
+    softmax_scale = check_scale(softmax_scale)
     return launch(q, kv_cache, block_table, cache_seqlens, p.out if out is None else out, p.lse if lse is None else lse,
                   softmax_scale, causal, p.config, p.splits, p.kv_format, k_scale, p.partials,
                   max_seqlen=p.max_seqlen, order=p.order)

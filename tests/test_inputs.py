@@ -223,3 +223,16 @@ def test_float_k_scale_must_be_positive_and_finite(bad, seed):
     case = make_case([20, 3], h_q=16, s_q=1, page=16, kv_format="fp8", seed=seed)
     with pytest.raises(ValueError, match="k_scale must be a positive finite number"):
         mlatune.mla_decode(*case.args(), k_scale=bad, config=Config(block_n=32, block_h=16, num_splits=1, num_warps=4))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.04, float("nan"), float("inf")])
+def test_softmax_scale_must_be_positive_and_finite(base, bad):
+    # the kernels take each row's maximum over unscaled scores, which holds for a positive scale only
+    with pytest.raises(ValueError, match="softmax_scale must be finite and > 0"):
+        call(**base, softmax_scale=bad)
+
+
+def test_softmax_scale_must_be_a_float(base):
+    with pytest.raises(TypeError, match="softmax_scale must be a Python float"):
+        call(**base, softmax_scale=torch.tensor(0.04))
+

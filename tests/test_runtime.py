@@ -159,6 +159,8 @@ def test_run_rejects_inputs_that_do_not_fit_the_plan(dirs):
         rt.run(rt.plan(3, 1, 16, 100, page_size=64, device="cpu"), x["q"], x["kv_cache"], x["block_table"], x["cache_seqlens"])
     with pytest.raises(ValueError, match="k_scale"):
         rt.run(p, x["q"], x["kv_cache"], x["block_table"], x["cache_seqlens"], k_scale=1.0)
+    with pytest.raises(ValueError, match="softmax_scale must be finite and > 0"):
+        rt.run(p, x["q"], x["kv_cache"], x["block_table"], x["cache_seqlens"], softmax_scale=-0.04)
 
 
 @cpu_kernels
