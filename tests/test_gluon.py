@@ -372,6 +372,18 @@ def test_against_reference(cfg, page, h_q, s_q, seed):
 
 
 @on_sm90
+@pytest.mark.parametrize("gluon,num_splits", [(3, 1), (3, 2), (5, 0), (7, 0)])
+@pytest.mark.parametrize("h_q,s_q", [(16, 3), (32, 4)])
+def test_seesaw_causal_beyond_two_queries(gluon, num_splits, h_q, s_q, seed):
+    # With s_q > 2 the causal mask hides up to s_q - 1 keys at a sequence's end, so it can reach back past the
+    # start of the last pair of tiles: lengths 129 and 257 end one token into a pair (s_q 2 hides only the last key).
+    cfg = Config(block_n=64, block_h=64, num_splits=num_splits, num_warps=8, num_stages=2, gluon=gluon)
+    case = make_case([129, 3, 257, 700, 65, 2], h_q=h_q, s_q=s_q, page=64, seed=seed)
+    out, lse, _ = run_poisoned(case, cfg, causal=True)
+    compare(out, lse, *reference(case, causal=True), 1e-2, 1e-4, tag=f"{cfg.key()} s_q {s_q}")
+
+
+@on_sm90
 @pytest.mark.parametrize("order", ["none", "shuffled"])
 @pytest.mark.parametrize("num_splits,page", [(1, 64), (3, 16), (0, 64)])
 def test_seesaw_any_piece_order_is_correct(order, num_splits, page, seed):
