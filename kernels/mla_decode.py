@@ -417,6 +417,12 @@ def check_inputs(q, kv_cache, block_table, cache_seqlens, head_dim_v=D_LATENT, k
     return fmt
 
 
+def causal_mode(causal: bool, s_q: int) -> int:
+    """The seesaw kernels' CAUSAL: 0 no mask; 1 (s_q 2) only the last key can be hidden, so only a split's last pair
+    is masked; 2 every pair is masked."""
+    return 0 if not causal or s_q == 1 else (1 if s_q == 2 else 2)
+
+
 def check_scale(softmax_scale) -> float:
     """softmax_scale (None: 576 ** -0.5) as a float; it must be finite and positive (the kernels take the row
     maximum of unscaled scores)."""
@@ -601,7 +607,7 @@ def _launch_persistent(q, main, block_table, cache_seqlens, out, lse, softmax_sc
         q.stride(0), q.stride(1), q.stride(2), main.stride(0), main.stride(1), block_table.stride(0),
         *(op.stride()[:3] + lp.stride()[:2] if plan.combine else (0,) * 5),
         out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
-        h_q, s_q, PAGE=main.shape[1], CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, USE_TMA=use_tma,
+        h_q, s_q, PAGE=main.shape[1], CAUSAL=causal_mode(causal, s_q), DV=D_LATENT, DR=D_ROPE, USE_TMA=use_tma,
         CHUNKS=chunks and use_tma, num_warps=4,
     )
     if plan.combine:
@@ -681,7 +687,8 @@ def launch(q, kv_cache, block_table, cache_seqlens, out, lse, softmax_scale, cau
             *(op.stride()[:3] + lp.stride()[:2] if splits > 1 else (0,) * 5),
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             h_q, s_q, PAGE=page, BLOCK_N=cfg.block_n, STAGES=cfg.num_stages,
-            ONE_SPLIT=splits == 1, CAUSAL=bool(causal) and s_q > 1, DV=D_LATENT, DR=D_ROPE, num_warps=warps, **extra,
+            ONE_SPLIT=splits == 1, CAUSAL=causal_mode(causal, s_q) if cfg.gluon == 3 else bool(causal) and s_q > 1,
+            DV=D_LATENT, DR=D_ROPE, num_warps=warps, **extra,
         )
     else:
         LAST_COMPILED["split"] = _split_kernel[grid](

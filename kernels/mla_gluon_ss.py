@@ -143,7 +143,7 @@ def _masked(s, t0, end, limit, CAUSAL: gl.constexpr, LAST: gl.constexpr, s_l: gl
     thread (FlashMLA masks only its last tiles too; a run-time test of the causal limit spilled, so with it every
     tile is masked). The callers scale inside exp2's argument: one FFMA per score (x * scale - m) where a multiply, a
     select and a subtract stood."""
-    if LAST or CAUSAL:
+    if LAST or CAUSAL == 2:
         x = _mask(s, t0, end, limit, CAUSAL, s_l)
     else:
         x = s

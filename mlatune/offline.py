@@ -22,10 +22,12 @@ KERNELS = {1: ("mla_gluon", "split_kernel_sm90", 8), 2: ("mla_gluon_ws", "split_
            7: ("mla_gluon_ps", "split_kernel_ps", 4)}  # 7: gluon=5 with CHUNKS
 
 
-def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
+def compile_gluon(block_n: int, stages: int, causal: int = 0, one_split: bool = False, page: int = 64,
                   version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False):
     """Compile a Gluon split kernel (the `gluon` knob's version) for sm_90; block_h is for gluon=4 and 6 (the others
-    take 64), fp16 gives it an fp16 q and output (gluon=4's MMAs then run in fp16; gluon=6's always do). Needs
+    take 64), fp16 gives it an fp16 q and output (gluon=4's MMAs then run in fp16; gluon=6's always do). causal is
+    gluon 3, 5 and 7's mode (1: only a split's last tile pair is masked, as for s_q 2; 2: every pair); the others
+    take it as a flag. Needs
     TRITON_INTERPRET unset: the interpreter swaps Triton's library functions for Python ones that the compiler
     cannot lower."""
     import triton
@@ -37,7 +39,8 @@ def compile_gluon(block_n: int, stages: int, causal: bool = False, one_split: bo
         warps, block_n = 8, 128
     mod = importlib.import_module("mlatune.kernels." + module)
     fn = getattr(mod, name)
-    const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split, CAUSAL=causal, DV=512, DR=64)
+    const = dict(PAGE=page, BLOCK_N=block_n, STAGES=stages, ONE_SPLIT=one_split,
+                 CAUSAL=int(causal) if version in (3, 5, 7) else bool(causal), DV=512, DR=64)
     if version in (3, 5, 7):
         const["USE_TMA"] = tma and page % 64 == 0
     if version in (3, 6):
@@ -102,7 +105,7 @@ def resources(cubin: bytes) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def report(block_n: int, stages: int, causal: bool = False, one_split: bool = False, page: int = 64,
+def report(block_n: int, stages: int, causal: int = 0, one_split: bool = False, page: int = 64,
            version: int = 1, tma: bool = True, ordered: bool = False, block_h: int = 16, fp16: bool = False) -> dict:
     k = compile_gluon(block_n, stages, causal, one_split, page, version, tma, ordered, block_h, fp16)
     wgmma = Counter(re.findall(r"wgmma\.mma_async\.sync\.aligned\.(m\d+n\d+k\d+)\.", k.asm["ptx"]))
@@ -122,7 +125,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--block-n", type=int, default=64)
     ap.add_argument("--stages", type=int, default=2)
-    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--causal", nargs="?", type=int, const=2, default=0, choices=[0, 1, 2],
+                    help="the causal mask; gluon 3, 5, 7: 2 (the flag alone) masks every tile pair, 1 a split's last")
     ap.add_argument("--one-split", action="store_true")
     ap.add_argument("--page", type=int, default=64)
     ap.add_argument("--gluon", type=int, default=1, choices=sorted(KERNELS), help="kernel version (the gluon knob)")

@@ -137,13 +137,16 @@ def _offline(*args: str) -> dict:
 # and a cp.async path for the rest (page 16), each with and without the piece order (a 1-D grid); gluon=5 (the
 # persistent seesaw) has the same two paths, and gluon=7 (its chunked tile barriers) the TMA one (with page 16 it is 5).
 @pytest.mark.parametrize("gluon,block_n,stages,causal,one_split,page,ordered",
-                         [(1, 64, 2, False, False, 64, 0), (1, 32, 3, True, True, 64, 0), (2, 64, 2, False, False, 64, 0),
-                          (2, 32, 5, True, True, 64, 0), (3, 64, 2, False, False, 64, 1), (3, 64, 2, True, True, 64, 0),
-                          (3, 64, 2, False, False, 16, 0), (3, 64, 2, True, True, 16, 1), (5, 64, 2, False, False, 64, 0),
-                          (5, 64, 2, True, False, 16, 0), (7, 64, 2, True, False, 64, 0), (7, 64, 2, False, False, 16, 0)])
+                         [(1, 64, 2, 0, False, 64, 0), (1, 32, 3, 1, True, 64, 0), (2, 64, 2, 0, False, 64, 0),
+                          (2, 32, 5, 1, True, 64, 0), (3, 64, 2, 0, False, 64, 1), (3, 64, 2, 2, True, 64, 0),
+                          (3, 64, 2, 0, False, 16, 0), (3, 64, 2, 2, True, 16, 1), (5, 64, 2, 0, False, 64, 0),
+                          (5, 64, 2, 2, False, 16, 0), (5, 64, 2, 1, False, 64, 0), (7, 64, 2, 2, False, 64, 0),
+                          (7, 64, 2, 0, False, 16, 0)])
 def test_offline_sm90_compile(gluon, block_n, stages, causal, one_split, page, ordered):
+    # causal: gluon 1 and 2 take it as a flag; for 3, 5 and 7 it is the mode (1: s_q 2, only a split's last pair
+    # is masked; 2: every pair)
     args = ["--gluon", str(gluon), "--block-n", str(block_n), "--stages", str(stages), "--page", str(page)]
-    r = _offline(*args + ["--causal"] * causal + ["--one-split"] * one_split + ["--ordered"] * ordered)
+    r = _offline(*args + ["--causal", str(causal)] * bool(causal) + ["--one-split"] * one_split + ["--ordered"] * ordered)
     assert r["ordered"] == bool(ordered), r
     if gluon == 1:
         # Per tile and warpgroup: QK^T over 576 dims in k16 steps on half the tile's columns (36 wgmma; a

@@ -10,6 +10,9 @@ once where a multiply and a subtract rounded twice, within 1/64 of the largest |
   AB=softmax: no selects in the pairs that cannot reach past a split's end (without the causal mask), and the scale
     inside exp2's argument (one FFMA per score). OLD=.devscripts/old5: 60aa972's mla_gluon_ss.py as ss_old.py and the
     tree's mla_gluon_ps.py importing it as ps_old.py (the same sed).
+  AB=causal: with s_q 2 only a split's last pair is masked (CAUSAL 1; the only key it hides is the sequence's last),
+    against every pair (1745cd1's kernels, to which CAUSAL 1 is true). Outputs bit for bit; s_q 2 shapes only.
+    OLD=.devscripts/old6: 1745cd1's mla_gluon_ss.py and mla_gluon_ps.py (the same sed).
 Run from the repository root: AB=softmax OLD=.devscripts/old5 python results/runs/2026-11-29-combine/ab_ss.py
 (writes $OUT/ab_$AB.json)"""
 import importlib, json, math, os, sys
@@ -35,6 +38,13 @@ shapes = [((66, 16384, 128, 1, "fixed"), [(3, 1), (5, 0), (7, 0)]), ((128, 1024,
           ((128, 4096, 128, 1, "normal"), [(7, 0)]), ((16, 32768, 128, 2, "lognormal"), [(5, 0), (7, 0)]),
           ((8, 8192, 128, 2, "lognormal"), [(5, 0)]), ((16, 8192, 128, 1, "lognormal"), [(5, 0), (3, 8)]),
           ((4, 32768, 64, 2, "lognormal"), [(5, 0)]), ((128, 1024, 64, 2, "normal"), [(3, 0)])]
+if AB == "causal":  # the s_q 2 shapes where the tables' configs were slowest against FlashMLA, and a few more
+    shapes = [((128, 1024, 16, 2, "normal"), [(3, 2)]), ((128, 1024, 64, 2, "fixed"), [(3, 1)]),
+              ((128, 1024, 128, 2, "fixed"), [(3, 1)]), ((128, 4096, 64, 2, "fixed"), [(7, 0)]),
+              ((128, 4096, 64, 2, "normal"), [(5, 0)]), ((128, 4096, 128, 2, "fixed"), [(3, 1)]),
+              ((128, 16384, 32, 2, "normal"), [(3, 4)]), ((8, 8192, 64, 2, "lognormal"), [(3, 16)]),
+              ((16, 8192, 64, 2, "lognormal"), [(3, 4)]), ((4, 32768, 64, 2, "lognormal"), [(7, 0)]),
+              ((8, 32768, 128, 2, "lognormal"), [(7, 0)]), ((16, 8192, 128, 2, "lognormal"), [(7, 0)])]
 res, ratios, same = [], [], True
 for (batch, L, h, s_q, dist), cfgs in shapes:
     w = Workload(batch=batch, seqlen=L, h_q=h, s_q=s_q, dist=dist)
@@ -58,7 +68,7 @@ for (batch, L, h, s_q, dist), cfgs in shapes:
             if name != "old":
                 r["max_abs_diff_vs_old"] = (out.float() - outs["old"].float()).abs().max().item()
                 r["nan"] = bool(torch.isnan(out).any())
-                bound = 0 if AB == "handoff" else outs["old"].float().abs().max().item() / 64
+                bound = 0 if AB in ("handoff", "causal") else outs["old"].float().abs().max().item() / 64
                 same = same and r["max_abs_diff_vs_old"] <= bound and not r["nan"]
             print(json.dumps(r), flush=True); res.append(r)
         ratios.append((us["new"] + us["new2"]) / (us["old"] + us["old2"]))
