@@ -430,10 +430,12 @@ def _pair1(a, config: gl.constexpr, j, LAST: gl.constexpr, o, s, m, l, q_rope, l
     fence_async_shared()
     pd = gl.convert_layout(pb, p_dot)
     o = warpgroup_mma(pd, k_r.index(1 + z), o, is_async=True)
-    gl.thread_barrier()
-    mbarrier.arrive(bars.index(7), count=1)  # P1 for wg0's left half
     mbarrier.wait(bars.index(6), ph)  # P0, rescaled to m1
     o = warpgroup_mma(p_s.index(z), k_r.index(z), o, is_async=True)
+    # P1 is for wg0's left half; arriving only now (as FlashMLA does) queues this PV on buffer 0 ahead of wg0's
+    # matmuls, so buffer 0's right half is free, and tile 2j+2's requested, sooner
+    gl.thread_barrier()
+    mbarrier.arrive(bars.index(7), count=1)
     if LAST:
         o, pd = warpgroup_mma_wait(0, deps=[o, pd])
     else:

@@ -102,6 +102,7 @@ def main() -> None:
                   f"ratio {r['ratio']:.2f}  {cfg.key()}", flush=True)
         else:
             print(f"{w.key():40s} {r['status']}: {r['reason']}", flush=True)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
     path = Path(a.out) / "smallbatch.csv"
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as f:
