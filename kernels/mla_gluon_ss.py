@@ -139,10 +139,10 @@ def _zero(j):
 @gluon.jit
 def _masked(s, t0, end, limit, CAUSAL: gl.constexpr, LAST: gl.constexpr, s_l: gl.constexpr):
     """The scores, -inf where a key is past the split's end or causally hidden (row r sees keys t < limit[r]). Only a
-    split's last pair can reach past its end, so without the causal mask the other pairs skip the 32 selects per
-    thread (FlashMLA masks only its last tiles too; a run-time test of the causal limit spilled, so with it every
-    tile is masked). The callers scale inside exp2's argument: one FFMA per score (x * scale - m) where a multiply, a
-    select and a subtract stood."""
+    split's last pair can reach past its end, so the other pairs skip the 32 selects per thread (FlashMLA masks only
+    its last tiles too) unless CAUSAL is 2: with s_q 2 (CAUSAL 1) the one hidden key is the sequence's last, in the
+    last pair; with more queries every pair is masked (a run-time test of the causal limit spilled). The callers
+    scale inside exp2's argument: one FFMA per score (x * scale - m) where a multiply, a select and a subtract stood."""
     if LAST or CAUSAL == 2:
         x = _mask(s, t0, end, limit, CAUSAL, s_l)
     else:

@@ -110,6 +110,14 @@ def test_fp8_kernel_rules(gluon):
         assert reasons and all("gluon" in r for r in reasons), (bad_wide, reasons)
 
 
+def test_causal_mode():
+    # the seesaw kernels' CAUSAL: with s_q 2 the mask hides only a sequence's last key, so only a split's last pair
+    # is masked (1); with more queries it reaches further back and every pair is (2)
+    md = importlib.import_module("mlatune.kernels.mla_decode")
+    got = [md.causal_mode(c, s_q) for c, s_q in [(False, 1), (False, 2), (False, 4), (True, 1), (True, 2), (True, 3), (True, 8)]]
+    assert got == [0, 0, 0, 0, 1, 2, 2]
+
+
 def test_keys():
     assert Config().key() == "n64_h64_s0_w8_st2_t0_f0"  # keys from before the knob still name the same config
     assert G64.key().endswith("_g1")

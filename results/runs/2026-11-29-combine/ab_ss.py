@@ -15,6 +15,8 @@ once where a multiply and a subtract rounded twice, within 1/64 of the largest |
     OLD=.devscripts/old6: 1745cd1's mla_gluon_ss.py and mla_gluon_ps.py (the same sed).
   AB=order: warpgroup 1 signals P1 only after it has issued its PV on P0 (as FlashMLA orders them), against before
     (c262f59's kernels, OLD=.devscripts/old7, the same way). Outputs bit for bit; the handoff shapes.
+  AB=fence: warpgroup 1 fences P1's stores after issuing its PV on P1, not before (fence.diff; OLD=.devscripts/old8,
+    fccb418's kernels). Outputs bit for bit; the handoff shapes.
 Run from the repository root: AB=softmax OLD=.devscripts/old5 python results/runs/2026-11-29-combine/ab_ss.py
 (writes $OUT/ab_$AB.json)"""
 import importlib, json, math, os, sys
@@ -70,7 +72,7 @@ for (batch, L, h, s_q, dist), cfgs in shapes:
             if name != "old":
                 r["max_abs_diff_vs_old"] = (out.float() - outs["old"].float()).abs().max().item()
                 r["nan"] = bool(torch.isnan(out).any())
-                bound = 0 if AB in ("handoff", "causal", "order") else outs["old"].float().abs().max().item() / 64
+                bound = 0 if AB in ("handoff", "causal", "order", "fence") else outs["old"].float().abs().max().item() / 64
                 same = same and r["max_abs_diff_vs_old"] <= bound and not r["nan"]
             print(json.dumps(r), flush=True); res.append(r)
         ratios.append((us["new"] + us["new2"]) / (us["old"] + us["old2"]))
