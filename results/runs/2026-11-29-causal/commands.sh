@@ -29,7 +29,11 @@ python -m mlatune.smallbatch --db $DB --lib .devscripts/flashmla_sm90.so --out $
 python -m mlatune.smallbatch --db $DB --lib .devscripts/flashmla_sm90.so --sweep flashmla-bench --max-batch 128 --min-seqlen 0 --out $OUT/fb >> $OUT/small.log 2>&1
 
 # call 6 (fence.diff on 7497f4d): ncu summary of the kept kernel (old8 = 7497f4d's ss module swapped in), A/B of the fence
-ncu --launch-skip 2 --launch-count 1 -k regex:split_kernel $SECTIONS python -c "...prof.py g3 66 16384 128 1 fixed with md.split_kernel_ss = ss_old's" > $OUT/ncu_g3.txt
+S="--section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats --section Occupancy"
+mkdir -p /tmp/old && cp .devscripts/old8/ss_old.py /tmp/old/
+PYTHONPATH=/tmp/old ncu --launch-skip 2 --launch-count 1 -k regex:split_kernel $S python -c "
+import sys, importlib, ss_old; md = importlib.import_module('mlatune.kernels.mla_decode'); md.split_kernel_ss = ss_old.split_kernel_ss
+sys.argv = ['prof.py', 'g3', '66', '16384', '128', '1', 'fixed']; exec(open('results/runs/2026-11-29-combine/prof.py').read())" > $OUT/ncu_g3.txt 2>&1
 AB=fence OLD=.devscripts/old8 timeout 280 python results/runs/2026-11-29-combine/ab_ss.py > $OUT/ab_fence.log 2>&1
 
 # here: relabel fccb4184c8c5 -> 4e8415254620 (docstring), then

@@ -1,6 +1,6 @@
 """A/B of a change to the seesaw kernels (mla_gluon_ss.py: gluon=3, and 5 and 7 through it): new, the working tree,
 against old, copies in $OLD. Same inputs, one process, each variant twice (interleaved). Exit status 0 when the
-geomean of new/old is under 0.99 and the outputs agree (bit for bit with AB=handoff; with AB=softmax, whose FFMA rounds
+geomean of new/old is under 0.99 and the outputs agree (bit for bit, except with AB=softmax, whose FFMA rounds
 once where a multiply and a subtract rounded twice, within 1/64 of the largest |output|, and no NaN).
   AB=handoff: the four hand-offs per tile pair on named barriers (the producer's threads `bar.arrive`, the consumer's
     `bar.sync`, as FlashMLA's; handoff.diff on 60aa972) against mbarriers (a warpgroup barrier, one elected arrive, the
@@ -74,7 +74,7 @@ for (batch, L, h, s_q, dist), cfgs in shapes:
             if name != "old":
                 r["max_abs_diff_vs_old"] = (out.float() - outs["old"].float()).abs().max().item()
                 r["nan"] = bool(torch.isnan(out).any())
-                bound = 0 if AB in ("handoff", "causal", "order", "fence", "v0l") else outs["old"].float().abs().max().item() / 64
+                bound = 0 if AB != "softmax" else outs["old"].float().abs().max().item() / 64
                 same = same and r["max_abs_diff_vs_old"] <= bound and not r["nan"]
             print(json.dumps(r), flush=True); res.append(r)
         ratios.append((us["new"] + us["new2"]) / (us["old"] + us["old2"]))
